@@ -1,0 +1,174 @@
+import time
+
+import pytest
+
+from ansible_collections.keel.ops.plugins.module_utils import _probe_kinds
+from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError
+from ansible_collections.keel.ops.plugins.module_utils._probe_runner import (
+    build_check,
+    build_checks,
+    probe,
+    validate_run_options,
+)
+from ansible_collections.keel.ops.plugins.module_utils._probes import CRITICAL, WARNING, MetricSpec
+
+
+def http(**extra):
+    check = {"kind": "http", "url": "http://127.0.0.1:9/health"}
+    check.update(extra)
+    return check
+
+
+def test_defaults_fill_in_and_name_comes_from_the_target():
+    check = build_check(0, http(), 5)
+    assert check.name == "http http://127.0.0.1:9/health"
+    assert check.options["method"] == "GET" and check.options["status_code"] == [200]
+    assert check.timeout == 5.0
+    assert check.thresholds["response_time"].warning is None
+
+
+def test_unknown_kind_lists_the_kinds():
+    with pytest.raises(ConfigError, match=r"checks\[0\]: kind must be one of http, postgres, redis, system, "
+                                          r"tcp, tls_cert, got 'htp'"):
+        build_check(0, {"kind": "htp"}, 5)
+
+
+def test_option_of_another_kind_is_refused():
+    with pytest.raises(ConfigError, match=r"checks\[2\] \(db\): option url does not apply to tcp checks"):
+        build_check(2, {"name": "db", "kind": "tcp", "host": "h", "port": 1, "url": "http://x"}, 5)
+
+
+def test_missing_required_option():
+    with pytest.raises(ConfigError, match="tcp checks need port"):
+        build_check(0, {"kind": "tcp", "host": "h"}, 5)
+    with pytest.raises(ConfigError, match="tls_cert checks need host or pem_file"):
+        build_check(0, {"kind": "tls_cert"}, 5)
+
+
+def test_thresholds_for_a_metric_the_kind_does_not_measure():
+    with pytest.raises(ConfigError, match="thresholds for hit_rate, but http checks measure only response_time"):
+        build_check(0, http(thresholds={"hit_rate": {"warning": 1}}), 5)
+
+
+def test_bad_regex_and_jmespath_are_caught_before_probing():
+    with pytest.raises(ConfigError, match="body_regex '\\(' is not a valid regular expression"):
+        build_check(0, http(body_regex="("), 5)
+    with pytest.raises(ConfigError, match="jmespath 'status\\[' is not a valid expression"):
+        build_check(0, http(jmespath="status["), 5)
+    with pytest.raises(ConfigError, match="expect needs a jmespath expression"):
+        build_check(0, http(expect="ok"), 5)
+
+
+def test_duplicate_names_and_empty_list():
+    with pytest.raises(ConfigError, match="two checks are named 'a'"):
+        build_checks([http(name="a"), http(name="a")], 5)
+    with pytest.raises(ConfigError, match="checks is empty"):
+        build_checks([], 5)
+
+
+def test_missing_library_names_the_package(monkeypatch):
+    monkeypatch.setitem(_probe_kinds._LIBRARY_MODULES, "psycopg2", None)
+    with pytest.raises(Exception, match="a postgres check needs the Python library 'psycopg2'.*pip install "
+                                        "psycopg2-binary"):
+        build_check(0, {"kind": "postgres"}, 5)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"retries": -1}, "retries must be 0 or more, got -1"),
+    ({"deadline": -2.0}, "deadline must be 0 or more"),
+    ({"concurrency": 0}, "concurrency must be at least 1, got 0"),
+])
+def test_run_options(options, message):
+    with pytest.raises(ConfigError, match=message):
+        validate_run_options(options)
+
+
+class FakeKind:
+    """A kind whose outcome is scripted per name: a list of statuses, one per attempt."""
+
+    def __init__(self, script, sleep=0.0):
+        self.script = script
+        self.calls = []
+        self.sleep = sleep
+
+    def __call__(self, options, result, timeout, thresholds):
+        self.calls.append(options["host"])
+        time.sleep(self.sleep)
+        outcomes = self.script[options["host"]]
+        status = outcomes[min(len([c for c in self.calls if c == options["host"]]) - 1, len(outcomes) - 1)]
+        if status == "boom":
+            raise RuntimeError("exploded")
+        if status != "healthy":
+            result.problem(status, "scripted %s" % status)
+        result.metric("latency", 1.0, "ms", thresholds["latency"])
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    def install(script, sleep=0.0):
+        kind = FakeKind(script, sleep)
+        spec = _probe_kinds.KindSpec(options={"host": None}, required=("host",),
+                                     metrics={"latency": MetricSpec("ms", True, None, None)},
+                                     target=lambda c: c["host"], probe=kind, library=None)
+        monkeypatch.setitem(_probe_kinds.KINDS, "fake", spec)
+        checks = build_checks([{"kind": "fake", "name": host, "host": host} for host in script], 5)
+        return kind, checks
+    return install
+
+
+def test_retries_rerun_only_failing_checks_until_they_pass(fake):
+    kind, checks = fake({"a": ["healthy"], "b": ["critical", "critical", "healthy"]})
+    slept = []
+    result = probe(checks, retries=5, delay=0.5, sleep=slept.append)
+    assert result["status"] == "healthy"
+    assert kind.calls.count("a") == 1 and kind.calls.count("b") == 3
+    assert result["attempts"] == 3 and slept == [0.5, 0.5]
+    assert result["by_name"]["b"]["attempts"] == 3
+
+
+def test_retries_are_bounded_and_failure_names_the_check(fake):
+    kind, checks = fake({"a": ["healthy"], "b": ["critical"]})
+    result = probe(checks, retries=2, delay=0, sleep=lambda s: None)
+    assert kind.calls.count("b") == 3
+    assert result["status"] == CRITICAL and result["failing"] == ["b"]
+    assert result["summary"] == "critical: 1 of 2 checks not healthy: b (fake) critical: scripted critical"
+
+
+def test_warning_is_not_retried_unless_fail_on_warning(fake):
+    kind, checks = fake({"w": ["warning", "healthy"]})
+    assert probe(checks, retries=3, sleep=lambda s: None)["status"] == WARNING
+    assert kind.calls == ["w"]
+    assert probe(checks, retries=3, fail_on="warning", sleep=lambda s: None)["status"] == "healthy"
+
+
+def test_an_exception_in_a_probe_is_unknown_not_a_traceback(fake):
+    _kind, checks = fake({"x": ["boom"]})
+    result = probe(checks)
+    assert result["by_name"]["x"]["status"] == "unknown"
+    assert result["by_name"]["x"]["message"] == "probe error: RuntimeError: exploded"
+
+
+def test_deadline_reports_unfinished_checks_unknown(fake):
+    _kind, checks = fake({"slow": ["healthy"]}, sleep=1.0)
+    started = time.monotonic()
+    result = probe(checks, deadline=0.2)
+    assert time.monotonic() - started < 0.9
+    assert result["by_name"]["slow"]["status"] == "unknown"
+    assert "did not finish within the 0.2s deadline" in result["summary"]
+
+
+def test_checks_run_concurrently(fake):
+    _kind, checks = fake(dict(("h%d" % i, ["healthy"]) for i in range(20)), sleep=0.2)
+    started = time.monotonic()
+    result = probe(checks, concurrency=20)
+    elapsed = time.monotonic() - started
+    assert result["counts"]["healthy"] == 20
+    assert elapsed < 1.0, "20 checks of 0.2 s took %.2f s: not concurrent" % elapsed
+
+
+def test_counts_and_order_follow_the_input(fake):
+    _kind, checks = fake({"z": ["healthy"], "y": ["warning"], "x": ["critical"]})
+    result = probe(checks, fail_on="never")
+    assert [c["name"] for c in result["checks"]] == ["z", "y", "x"]
+    assert result["counts"] == {"healthy": 1, "warning": 1, "unknown": 0, "critical": 1}
+    assert result["summary"].startswith("critical: 2 of 3 checks not healthy: x (fake) critical")
