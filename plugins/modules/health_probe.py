@@ -22,7 +22,7 @@ description:
   - The module only reads and never reports a change.
   - Checks run where the module runs. Use C(delegate_to) to probe from the control node or a bastion.
 author:
-  - keel.ops maintainers
+  - keel.ops maintainers (@keel-ops)
 extends_documentation_fragment:
   - keel.ops.attributes
   - keel.ops.attributes.read_only
@@ -66,8 +66,8 @@ options:
         type: float
       thresholds:
         description:
-          - Warning and critical limits per metric, as C({metric: {warning: N, critical: N}}). A value at or
-            beyond a limit takes that status.
+          - Warning and critical limits per metric, as a dict from metric name to a dict with C(warning)
+            and/or C(critical) numbers. A value at or beyond a limit takes that status.
           - For most metrics higher is worse; for C(hit_rate) and C(days_remaining) lower is worse.
           - Metrics by kind. C(http) - C(response_time) (ms). C(tcp) - C(connect_time) (ms).
             C(postgres) - C(query_time) (ms), C(connections_used) (%, default 80/95), C(replication_lag) (s),
