@@ -18,7 +18,7 @@ export ANSIBLE_HOME := $(BUILD)/ansible_home
 export ANSIBLE_LOCAL_TEMP := $(BUILD)/tmp
 export PATH := $(BIN):$(PATH)
 
-.PHONY: demo test lint sanity units integration molecule bench clean venv collection stack-stop
+.PHONY: demo test lint sanity units integration molecule bench clean venv collection system-packages stack-stop
 
 venv: $(STAMP)
 
@@ -27,22 +27,25 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+system-packages:
+	@tools/install-system-packages
+
 collection: $(STAMP)
 	@mkdir -p $(dir $(LINK)) $(BUILD)/tmp
 	@ln -sfn ../../.. $(LINK)
 
-demo: collection
+demo: system-packages collection
 	$(STACK) start
 	@status=0; \
 	$(BIN)/ansible-playbook -i inventories/demo playbooks/health_check.yml || status=$$?; \
 	$(STACK) stop; exit $$status
 
-test: lint sanity units integration molecule
+test: system-packages lint sanity units integration molecule
 
 units: collection
 	$(BIN)/pytest -q tests/unit
 
-integration: collection
+integration: system-packages collection
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS) tests/integration
 
 lint: collection
