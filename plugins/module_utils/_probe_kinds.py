@@ -27,7 +27,7 @@ from collections import namedtuple
 from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 from ansible.module_utils.urls import Request, make_context
 
-from ansible_collections.keel.ops.plugins.module_utils._probes import CRITICAL, UNKNOWN, MetricSpec
+from ansible_collections.keel.ops.plugins.module_utils._probes import CRITICAL, UNKNOWN, MetricSpec, format_value
 
 try:
     import jmespath
@@ -111,6 +111,8 @@ def _check_json(check, body, result):
     if check["expect"] is not None and actual != check["expect"]:
         result.problem(CRITICAL, "jmespath '%s' is %s, expected %s"
                        % (check["jmespath"], json.dumps(actual), json.dumps(check["expect"])))
+    else:
+        result.note("%s = %s" % (check["jmespath"], json.dumps(actual)))
 
 
 def probe_http(check, result, timeout, thresholds):
@@ -275,7 +277,8 @@ def probe_system(check, result, timeout, thresholds):
     load1 = os.getloadavg()[0]
     result.metric("load_per_cpu", round(load1 / (psutil.cpu_count() or 1), 2), "", thresholds["load_per_cpu"])
     result.details.update(load_1m=load1, cpu_count=psutil.cpu_count())
-    result.note("system within limits")
+    result.note(", ".join("%s %s" % (name, format_value(metric["value"], metric["unit"]))
+                          for name, metric in result.metrics.items()))
 
 
 # --- tls_cert ---------------------------------------------------------------------------------------

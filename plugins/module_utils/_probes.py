@@ -158,8 +158,9 @@ class CheckResult:
     @property
     def message(self):
         ranked = sorted(self._problems, key=lambda p: -SEVERITY[p[0]])
-        texts = [text for _status, text in ranked] or self._notes
-        return "; ".join(texts) if texts else "ok"
+        if ranked:
+            return "; ".join(text for _status, text in ranked)
+        return ", ".join(self._notes) or "ok"
 
     def as_dict(self):
         return {
