@@ -218,3 +218,32 @@ def private_redis(tmp_path):
         yield server
     finally:
         server.stack.stop()
+
+
+PG15_BIN = "/usr/lib/postgresql/15/bin"
+
+
+@pytest.fixture(scope="session")
+def postgres15():
+    """A second PostgreSQL server, Debian's 15, on a stack of its own (the suite installs it when root)."""
+    if not os.path.exists(os.path.join(PG15_BIN, "postgres")):
+        unavailable("PostgreSQL 15 is not installed (apt-get install postgresql-15)")
+    state_dir = Path(tempfile.mkdtemp(prefix="keel-pg15-"))
+    os.chmod(state_dir, 0o755)
+    stack = stack_tool.Stack(state_dir)
+    previous = os.environ.get("KEEL_PG_BIN_DIR")
+    os.environ["KEEL_PG_BIN_DIR"] = PG15_BIN
+    try:
+        facts = stack.start(services=["postgres"])["postgres"]
+    except stack_tool.StackError as err:
+        unavailable("postgres 15: %s" % err)
+    finally:
+        if previous is None:
+            os.environ.pop("KEEL_PG_BIN_DIR", None)
+        else:
+            os.environ["KEEL_PG_BIN_DIR"] = previous
+    try:
+        yield facts
+    finally:
+        stack.stop()
+        shutil.rmtree(state_dir, ignore_errors=True)

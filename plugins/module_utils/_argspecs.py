@@ -1,0 +1,60 @@
+# -*- coding: utf-8 -*-
+# Copyright: keel.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Argument specs shared by modules, kept next to the doc fragments that document them
+(plugins/doc_fragments/): repository, PostgreSQL connection, encryption, retention."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+REPOSITORY = dict(
+    repository=dict(type="str", required=True),
+    source=dict(type="str"),
+    lock_timeout=dict(type="float", default=60),
+    s3_endpoint_url=dict(type="str"),
+    s3_region=dict(type="str"),
+    s3_access_key=dict(type="str", no_log=True),
+    s3_secret_key=dict(type="str", no_log=True),
+    s3_session_token=dict(type="str", no_log=True),
+    s3_profile=dict(type="str"),
+    s3_storage_class=dict(type="str"),
+    s3_sse=dict(type="str", choices=["AES256", "aws:kms"]),
+    s3_sse_kms_key_id=dict(type="str", no_log=False),
+    s3_validate_certs=dict(type="bool", default=True),
+)
+
+POSTGRES = dict(
+    login_host=dict(type="str"),
+    login_port=dict(type="int", default=5432),
+    login_user=dict(type="str"),
+    login_password=dict(type="str", no_log=True),
+    login_unix_socket=dict(type="str"),
+    maintenance_db=dict(type="str", default="postgres"),
+    ssl_mode=dict(type="str", choices=["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]),
+    ca_cert=dict(type="path"),
+    bin_dir=dict(type="path"),
+)
+
+ENCRYPTION = dict(
+    encryption_recipients=dict(type="list", elements="str"),
+    encryption_recipients_file=dict(type="path"),
+    encryption_passphrase_file=dict(type="path", no_log=False),
+    decryption_identity_file=dict(type="path"),
+    decryption_passphrase_file=dict(type="path", no_log=False),
+)
+
+RETENTION = dict(
+    keep_last=dict(type="int"),
+    keep_daily=dict(type="int"),
+    keep_weekly=dict(type="int"),
+    keep_monthly=dict(type="int"),
+)
+
+
+def merged(*specs, **extra):
+    """One argument spec from shared parts plus the module's own options."""
+    result = {}
+    for spec in specs + (extra,):
+        result.update(spec)
+    return result

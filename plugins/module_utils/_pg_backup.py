@@ -1,0 +1,720 @@
+# -*- coding: utf-8 -*-
+# Copyright: keel.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""pg_backup's engine: back up, restore, verify and prune PostgreSQL backups in a repository.
+
+Each public function takes a plain PgBackupConfig and a Reporter (warnings, check mode) and returns the
+module's result dict. The work is split so that nothing is touched until it is known to be safe: a restore
+checks checksums and the decryption key before it creates or drops anything.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+
+from ansible_collections.keel.ops.plugins.module_utils import _pipeline as pipeline
+from ansible_collections.keel.ops.plugins.module_utils import _postgres as pg
+from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, KeelError
+from ansible_collections.keel.ops.plugins.module_utils._repository import (
+    Repository,
+    isoformat,
+    new_backup_id,
+    parse_timestamp,
+    plan_retention,
+    retention_configured,
+    utcnow,
+    validate_retention,
+)
+from ansible_collections.keel.ops.plugins.module_utils._storage import open_storage
+
+KEY_ARTIFACT = "key.age"
+STDERR_TAIL = 2000
+VERSION = "0.1.0"
+
+
+class Reporter:
+    """What the engine may ask of its caller: warnings and whether this is a dry run."""
+
+    def __init__(self, check_mode=False, warn=None):
+        self.check_mode = check_mode
+        self.warnings = []
+        self._warn = warn
+
+    def warn(self, text):
+        self.warnings.append(text)
+        if self._warn:
+            self._warn(text)
+
+
+class PgBackupConfig:
+    """Validated options of pg_backup; built from module params by from_params()."""
+
+    def __init__(self, **options):
+        self.__dict__.update(options)
+
+    @classmethod
+    def from_params(cls, params):
+        config = cls(**params)
+        config.connection = pg.Connection(host=params.get("login_host") or params.get("login_unix_socket"),
+                                          port=params.get("login_port") or 5432,
+                                          user=params.get("login_user"), password=params.get("login_password"),
+                                          database=params.get("maintenance_db") or "postgres",
+                                          ssl_mode=params.get("ssl_mode"), ca_cert=params.get("ca_cert"))
+        config.s3 = dict((key[len("s3_"):], value) for key, value in params.items()
+                         if key.startswith("s3_") and value is not None)
+        config.compression_level = pipeline.validate_compression(params.get("compression") or "zstd",
+                                                                  params.get("compression_level"))
+        validate_retention(params)
+        config.jobs = params.get("jobs") or 1
+        if config.jobs < 1:
+            raise ConfigError("jobs must be at least 1, got %s" % config.jobs)
+        config.recipients = [(text, pipeline.parse_recipient(text, "encryption_recipients[%d]" % index))
+                             for index, text in enumerate(_recipient_texts(params))]
+        config.passphrase = _read_secret_file(params.get("encryption_passphrase_file"), "encryption_passphrase_file")
+        config.before = parse_timestamp(params["before"], "before") if params.get("before") else None
+        if config.jobs > 1 and config.encrypted:
+            raise ConfigError("jobs > 1 makes pg_dump write a directory of plaintext files before they could be "
+                              "encrypted; with encryption use jobs: 1 (compression still runs on every core)")
+        return config
+
+    @property
+    def encrypted(self):
+        return bool(self.recipients or self.passphrase)
+
+    def source_name(self, database):
+        """The repository folder for this server and database, unless the user named it."""
+        if self.source:
+            return self.source
+        host = self.connection.host or "local"
+        host = "local" if host.startswith("/") else host
+        subject = {"database": database, "cluster": "cluster", "globals": "globals"}[self.scope]
+        return "%s-%s-%s" % (host, self.connection.port, subject)
+
+
+def _recipient_texts(params):
+    texts = list(params.get("encryption_recipients") or [])
+    path = params.get("encryption_recipients_file")
+    if path:
+        texts += [line.strip() for line in _read_text(path, "encryption_recipients_file").splitlines()
+                  if line.strip() and not line.strip().startswith("#")]
+    return texts
+
+
+def _read_text(path, option):
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except (IOError, OSError) as error:
+        raise ConfigError("%s: cannot read %s: %s" % (option, path, error.strerror or error))
+
+
+def _read_secret_file(path, option):
+    if not path:
+        return None
+    secret = _read_text(path, option).rstrip("\r\n")
+    if not secret:
+        raise ConfigError("%s: %s is empty" % (option, path))
+    return secret
+
+
+def _repository(config, database):
+    storage = open_storage(config.repository, config.s3 or None)
+    return Repository(storage, "postgres", config.source_name(database))
+
+
+# --- child processes --------------------------------------------------------------------------------
+
+class Child:
+    """A client tool run with its stderr in a file (no pipe to fill up), whose failure is never ignored."""
+
+    def __init__(self, argv, env, workdir, stdin=None, stdout=None):
+        self.name = os.path.basename(argv[0])
+        self.stderr_path = os.path.join(workdir, "%s.%d.stderr" % (self.name, id(self)))
+        with open(self.stderr_path, "wb") as stderr:
+            self.proc = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=stderr, env=env)
+
+    def stderr_tail(self):
+        with open(self.stderr_path, "rb") as handle:
+            text = handle.read().decode("utf-8", "replace").strip()
+        return text[-STDERR_TAIL:]
+
+    def finish(self):
+        """Wait and raise with the tool's own words when it failed."""
+        code = self.proc.wait()
+        if code != 0:
+            raise pg.PostgresError("%s failed (exit status %d): %s" % (self.name, code,
+                                                                      self.stderr_tail() or "no error output"))
+        return self.stderr_tail()
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _workdir():
+    return tempfile.mkdtemp(prefix="keel-pg-backup-")
+
+
+# --- backup -----------------------------------------------------------------------------------------
+
+class Encoder:
+    """Compression and encryption of one backup: where its artifacts' bytes are turned into stored bytes."""
+
+    def __init__(self, config):
+        self.algorithm = config.compression or "zstd"
+        self.level = config.compression_level
+        self.recipients = [recipient for _text, recipient in config.recipients]
+        self.fingerprints = [pipeline.fingerprint(text) for text, _recipient in config.recipients]
+        self.passphrase = config.passphrase
+        self.wrapped_key = None
+        if self.passphrase:
+            identity, self.wrapped_key = pipeline.new_passphrase_identity(self.passphrase)
+            self.recipients.append(identity.to_public())
+
+    @property
+    def encrypted(self):
+        return bool(self.recipients)
+
+    def artifact_name(self, stem):
+        return stem + pipeline.EXTENSIONS[self.algorithm] + (".age" if self.encrypted else "")
+
+    def manifest(self):
+        encryption = None
+        if self.encrypted:
+            encryption = {"method": "age", "recipients": self.fingerprints, "passphrase": bool(self.passphrase)}
+        return {"compression": {"algorithm": self.algorithm, "level": self.level}, "encryption": encryption}
+
+    def write(self, source, writer):
+        """Stream source into writer; return (bytes read from source, bytes stored, sha256 of stored)."""
+        counted = pipeline.CountingReader(source)
+        hashed = pipeline.HashingWriter(writer)
+        compressed = pipeline.compressing_reader(counted, self.algorithm, self.level)
+        if self.encrypted:
+            pipeline.encrypt(compressed, hashed, self.recipients)
+        else:
+            pipeline.copy(compressed, hashed)
+        return counted.size, hashed.size, hashed.sha256
+
+
+def _store(repo, backup_id, name, encoder, source):
+    """Write one artifact through the encoder; it only becomes visible on commit."""
+    with repo.artifact_writer(backup_id, name) as writer:
+        raw, size, digest = encoder.write(source, writer)
+        writer.commit()
+    return {"name": name, "size": size, "sha256": digest, "raw_size": raw}
+
+
+class _RowCounter(threading.Thread):
+    """Count rows in a second connection that imports the dump's snapshot, alongside pg_dump.
+
+    Counting in the exporting connection itself would abort the snapshot on any error (say, a table the role
+    may not read) and pg_dump would fail with a misleading "could not import the requested snapshot"."""
+
+    def __init__(self, connection, database, snapshot, filters):
+        threading.Thread.__init__(self)
+        self.args = (connection, database, snapshot, filters)
+        self.stats = None
+        self.error = None
+
+    def run(self):
+        connection, database, snapshot, filters = self.args
+        try:
+            conn = connection.connect(database, autocommit=False)
+            try:
+                pg.import_snapshot(conn, snapshot)
+                self.stats = pg.table_statistics(conn, filters)
+            finally:
+                conn.rollback()
+                conn.close()
+        except Exception as error:  # pylint: disable=broad-except
+            self.error = error
+
+
+def _dump_database(config, tools, database, repo, backup_id, encoder, workdir):
+    """pg_dump one database into an artifact, with exact row counts taken from the same snapshot."""
+    snapshot_conn = config.connection.connect(database, autocommit=False)
+    try:
+        snapshot = pg.export_snapshot(snapshot_conn)
+        filters = dict(schemas=config.schemas or (), exclude_schemas=config.exclude_schemas or (),
+                       tables=config.tables or (), exclude_tables=config.exclude_tables or ())
+        argv = pg.pg_dump_argv(tools["pg_dump"], database, snapshot=snapshot, **filters)
+        child = Child(argv, config.connection.child_env(workdir, database), workdir, stdout=subprocess.PIPE)
+        counter = _RowCounter(config.connection, database, snapshot, filters)
+        counter.start()
+        try:
+            artifact = _store(repo, backup_id, encoder.artifact_name(database + ".dump"), encoder, child.proc.stdout)
+            child.finish()
+        except BaseException:
+            child.kill()
+            raise
+        finally:
+            counter.join()
+        if counter.error is not None:
+            raise pg.PostgresError("cannot count the rows the backup must record: %s" % pg.first_line(counter.error))
+        if artifact["raw_size"] == 0:
+            raise pg.PostgresError("pg_dump of %s produced no output" % database)
+    finally:
+        snapshot_conn.rollback()
+        snapshot_conn.close()
+    artifact.update(kind="database", database=database, format="custom")
+    return artifact, counter.stats
+
+
+def _dump_globals(config, tools, repo, backup_id, encoder, workdir, superuser):
+    child = Child(pg.pg_dumpall_globals_argv(tools["pg_dumpall"], superuser), config.connection.child_env(workdir),
+                  workdir, stdout=subprocess.PIPE)
+    try:
+        artifact = _store(repo, backup_id, encoder.artifact_name("globals.sql"), encoder, child.proc.stdout)
+        child.finish()
+    except BaseException:
+        child.kill()
+        raise
+    artifact.update(kind="globals", format="sql")
+    return artifact
+
+
+def _databases_to_dump(config, admin):
+    if config.scope == "globals":
+        return []
+    if config.scope == "cluster":
+        return pg.list_databases(admin)
+    if not config.database:
+        raise ConfigError("state=present with scope=database needs database: the database to back up")
+    if not pg.database_exists(admin, config.database):
+        raise pg.PostgresError("database %s does not exist on %s" % (config.database, config.connection.describe()))
+    return [config.database]
+
+
+def _retention(repo, config, reporter, exclude=()):
+    policy = dict((option, getattr(config, option, None)) for option in
+                  ("keep_last", "keep_daily", "keep_weekly", "keep_monthly"))
+    if not retention_configured(policy):
+        return {"applied": False, "kept": [], "deleted": []}
+    backups = repo.list()
+    keep, delete = plan_retention([(b.id, b.time) for b in backups if b.id not in exclude], policy)
+    if not reporter.check_mode:
+        repo.delete(delete)
+    return {"applied": True, "kept": sorted(keep, reverse=True), "deleted": delete, "reasons": keep}
+
+
+def backup(config, reporter):
+    """state=present: take a backup, then apply retention."""
+    tools = pg.find_tools(config.bin_dir)
+    admin = config.connection.connect()
+    try:
+        server = pg.server_info(admin)
+        client = pg.check_client_version(tools["pg_dump"], server["major"], server["version"])
+        databases = _databases_to_dump(config, admin)
+    finally:
+        admin.close()
+    repo = _repository(config, config.database)
+    plan = {"source": repo.source, "repository": repo.describe(), "databases": databases, "scope": config.scope,
+            "server_version": server["version"]}
+    if reporter.check_mode:
+        return dict(changed=True, plan=plan, backup_id=None, msg="would back up %s into %s"
+                    % (", ".join(databases) or "the globals", repo.describe()))
+    encoder = Encoder(config)
+    workdir = _workdir()
+    try:
+        with repo.lock(config.lock_timeout):
+            cleaned = repo.cleanup()
+            manifest = _take_backup(config, tools, repo, encoder, databases, server, client, workdir)
+            retention = _retention(repo, config, reporter)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    artifacts = manifest["artifacts"]
+    size = sum(a["size"] for a in artifacts)
+    raw = sum(a["raw_size"] for a in artifacts)
+    return dict(changed=True, backup_id=manifest["id"], location=repo.describe(manifest["id"]), source=repo.source,
+                size=size, raw_size=raw, duration=manifest["duration"],
+                throughput_mb_s=round(raw / 1e6 / manifest["duration"], 1) if manifest["duration"] else None,
+                artifacts=artifacts, statistics=manifest["statistics"], compression=manifest["compression"],
+                encryption=manifest["encryption"], retention=retention, cleaned_up=cleaned, plan=plan,
+                msg="backup %s of %s: %d bytes stored in %.1fs" % (manifest["id"], ", ".join(databases) or "globals",
+                                                                 size, manifest["duration"]))
+
+
+def _take_backup(config, tools, repo, encoder, databases, server, client, workdir):
+    backup_id = new_backup_id()
+    started = utcnow()
+    clock = time.monotonic()
+    artifacts, statistics = [], {}
+    try:
+        if encoder.wrapped_key:
+            with repo.artifact_writer(backup_id, KEY_ARTIFACT) as writer:
+                hashed = pipeline.HashingWriter(writer)
+                hashed.write(encoder.wrapped_key)
+                writer.commit()
+            artifacts.append({"name": KEY_ARTIFACT, "size": hashed.size, "sha256": hashed.sha256, "raw_size": 0,
+                              "kind": "key"})
+        if config.scope in ("cluster", "globals"):
+            artifacts.append(_dump_globals(config, tools, repo, backup_id, encoder, workdir, server["superuser"]))
+        for database in databases:
+            artifact, stats = _dump_database(config, tools, database, repo, backup_id, encoder, workdir)
+            artifacts.append(artifact)
+            statistics[database] = stats
+        duration = round(time.monotonic() - clock, 3)
+        manifest = dict(encoder.manifest(), id=backup_id, kind="postgres", format="pg_dump",
+                        source={"name": repo.source, "host": config.connection.host, "port": config.connection.port,
+                                "database": config.database, "scope": config.scope,
+                                "server_version": server["version"]},
+                        tool={"name": "keel.ops.pg_backup", "version": VERSION, "client": client},
+                        started=isoformat(started), finished=isoformat(utcnow()), duration=duration,
+                        labels=config.labels or {}, artifacts=artifacts, statistics=statistics,
+                        options={"schemas": config.schemas, "exclude_schemas": config.exclude_schemas,
+                                 "tables": config.tables, "exclude_tables": config.exclude_tables})
+        repo.commit(manifest)
+        return manifest
+    except BaseException:
+        repo.abandon(backup_id)
+        raise
+
+
+# --- restore ----------------------------------------------------------------------------------------
+
+class _KeyWorks(Exception):
+    """Raised by the probe writer at the first decrypted byte: the key opens the backup."""
+
+
+class _ProbeWriter:
+    def write(self, data):
+        raise _KeyWorks()
+
+    def flush(self):
+        pass
+
+
+def _identities(config, repo, backup):
+    """The keys that open an encrypted backup, proven on its first artifact before anything is touched."""
+    encryption = backup.manifest.get("encryption")
+    if not encryption:
+        return None
+    identities = []
+    if config.decryption_identity_file:
+        identities += pipeline.parse_identities(_read_text(config.decryption_identity_file, "decryption_identity_file"),
+                                                config.decryption_identity_file)
+    passphrase = _read_secret_file(config.decryption_passphrase_file, "decryption_passphrase_file")
+    if passphrase and encryption.get("passphrase"):
+        with repo.open_artifact(backup.id, KEY_ARTIFACT) as reader:
+            identities.append(pipeline.open_passphrase_identity(reader.read(), passphrase))
+    if not identities:
+        raise pipeline.DecryptionKeyError(
+            "backup %s is encrypted (recipients %s%s): give decryption_identity_file%s"
+            % (backup.id, ", ".join(encryption["recipients"]) or "none",
+               ", passphrase" if encryption.get("passphrase") else "",
+               " or decryption_passphrase_file" if encryption.get("passphrase") else ""))
+    data_artifact = next(a for a in backup.manifest["artifacts"] if a["kind"] != "key")
+    with repo.open_artifact(backup.id, data_artifact["name"]) as reader:
+        try:
+            pipeline.decrypt(reader, _ProbeWriter(), identities)
+        except _KeyWorks:
+            return identities
+    return identities
+
+
+def _stream_into(repo, backup, artifact, identities, consumer_stdin):
+    """Storage -> (decrypt) -> decompress -> a child's stdin."""
+    algorithm = backup.manifest["compression"]["algorithm"]
+    sink = pipeline.decompressing_writer(consumer_stdin, algorithm)
+    with repo.open_artifact(backup.id, artifact["name"]) as reader:
+        if identities:
+            pipeline.decrypt(reader, sink, identities)
+        else:
+            pipeline.copy(reader, sink)
+    sink.close()
+
+
+def _restore_artifact(config, tools, repo, backup, artifact, identities, target, workdir, clean=False):
+    argv = pg.pg_restore_argv(tools["pg_restore"], target, no_owner=config.no_owner, role=config.role,
+                              schemas=_restore_schemas(config), tables=_table_names(config.restore_tables))
+    if clean:
+        argv[1:1] = ["--clean", "--if-exists"]
+    child = Child(argv, config.connection.child_env(workdir, target), workdir, stdin=subprocess.PIPE)
+    try:
+        _stream_into(repo, backup, artifact, identities, child.proc.stdin)
+        child.proc.stdin.close()
+    except (BrokenPipeError, ConnectionResetError):
+        # pg_restore stopped reading: either it failed (finish() raises with its words) or, restoring only some
+        # tables, it had all it needed; the statistics check afterwards proves the latter.
+        return child.finish()
+    except BaseException:
+        child.kill()
+        raise
+    return child.finish()
+
+
+def _restore_schemas(config):
+    """restore_schemas, or else the schemas named in schema-qualified restore_tables."""
+    if config.restore_schemas:
+        return sorted(config.restore_schemas)
+    return sorted(set(t.split(".", 1)[0] for t in config.restore_tables or () if "." in t))
+
+
+def _table_names(tables):
+    """pg_restore's --table takes bare names; schema qualification is applied through restore_schemas."""
+    return [table.split(".", 1)[-1] for table in tables or ()]
+
+
+def _database_artifact(backup, database):
+    artifacts = [a for a in backup.manifest["artifacts"] if a["kind"] == "database"]
+    if database:
+        for artifact in artifacts:
+            if artifact["database"] == database:
+                return artifact
+        raise KeelError("backup %s holds no database %s; it holds %s"
+                        % (backup.id, database, ", ".join(a["database"] for a in artifacts) or "only globals"))
+    if len(artifacts) != 1:
+        raise ConfigError("backup %s holds %d databases (%s): name the one to restore with database"
+                          % (backup.id, len(artifacts), ", ".join(a["database"] for a in artifacts)))
+    return artifacts[0]
+
+
+def _expected_tables(stats, config):
+    """The tables a (possibly partial) restore must bring back."""
+    tables = sorted(stats["tables"])
+    if config.restore_schemas:
+        tables = [t for t in tables if t.split(".", 1)[0] in config.restore_schemas]
+    if config.restore_tables:
+        names = set(config.restore_tables)
+        tables = [t for t in tables if t in names or t.split(".", 1)[1] in names]
+    return tables
+
+
+def _check_restored(config, target, stats, tables, partial):
+    conn = config.connection.connect(target)
+    try:
+        actual = pg.table_statistics(conn)
+    finally:
+        conn.close()
+    problems = pg.compare_statistics(stats, actual, tables=tables if partial else None)
+    if problems:
+        raise KeelError("restored database %s does not match backup statistics: %s"
+                        % (target, "; ".join(problems)))
+    return {"tables": len(tables), "rows": sum(stats["tables"][t] for t in tables),
+            "large_objects": actual["large_objects"]}
+
+
+def _target_state(connection, name):
+    """'missing', 'empty' or 'not empty': what a restore into `name` would overwrite."""
+    admin = connection.connect()
+    try:
+        if not pg.database_exists(admin, name):
+            return "missing"
+    finally:
+        admin.close()
+    conn = connection.connect(name)
+    try:
+        return "empty" if pg.user_object_count(conn) == 0 else "not empty"
+    finally:
+        conn.close()
+
+
+def select_backup(config, database_hint):
+    repo = _repository(config, database_hint)
+    before = config.before
+    return repo, repo.select(config.backup_id or "latest", before)
+
+
+def restore(config, reporter):
+    """state=restored: restore a selected backup into a target database, then check it."""
+    tools = pg.find_tools(config.bin_dir)
+    repo, chosen = select_backup(config, config.database)
+    artifact = _database_artifact(chosen, config.database if chosen.manifest["source"]["scope"] == "cluster"
+                                  else None)
+    target = config.target_database or artifact["database"]
+    pg.validate_identifier(target, "target_database")
+    partial = bool(config.restore_schemas or config.restore_tables)
+    state = _target_state(config.connection, target)
+    plan = {"backup_id": chosen.id, "backup_time": isoformat(chosen.time), "source": repo.source,
+            "artifact": artifact["name"], "target_database": target, "target_state": state,
+            "drop_target": state == "not empty" and not partial, "partial": partial,
+            "safety_backup": bool(config.safety_backup and state == "not empty")}
+    if state == "not empty" and not config.replace:
+        raise KeelError("target database %s is not empty: restoring would overwrite it. Set replace: true to drop "
+                        "and recreate it%s, or restore into another target_database"
+                        % (target, " (safety_backup: true keeps a backup of it first)" if not partial else ""))
+    if reporter.check_mode:
+        return dict(changed=True, plan=plan, backup_id=chosen.id, target_database=target,
+                    msg="would restore backup %s into %s%s" % (chosen.id, target,
+                                                               ", dropping it first" if plan["drop_target"] else ""))
+    started = time.monotonic()
+    checked = repo.check_artifacts(chosen)
+    identities = _identities(config, repo, chosen)
+    safety = None
+    if plan["safety_backup"]:
+        safety = _safety_backup(config, target, reporter)
+    workdir = _workdir()
+    try:
+        _prepare_target(config, target, state, partial, chosen.manifest["statistics"][artifact["database"]])
+        restore_started = time.monotonic()
+        _restore_artifact(config, tools, repo, chosen, artifact, identities, target, workdir,
+                          clean=partial and state == "not empty")
+        restore_seconds = time.monotonic() - restore_started
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    stats = chosen.manifest["statistics"][artifact["database"]]
+    tables = _expected_tables(stats, config)
+    checked_stats = _check_restored(config, target, stats, tables, partial)
+    duration = round(time.monotonic() - started, 3)
+    return dict(changed=True, plan=plan, backup_id=chosen.id, target_database=target, artifacts_checked=checked,
+                safety_backup=safety, verification=checked_stats, duration=duration,
+                restore_duration=round(restore_seconds, 3),
+                msg="restored backup %s into %s: %d tables, %d rows match the backup, in %.1fs"
+                % (chosen.id, target, checked_stats["tables"], checked_stats["rows"], duration))
+
+
+def _safety_backup(config, target, reporter):
+    safety_config = PgBackupConfig(**dict(config.__dict__, state="present", scope="database", database=target,
+                                          source=(config.safety_source or "%s-pre-restore" % target),
+                                          keep_last=None, keep_daily=None, keep_weekly=None, keep_monthly=None,
+                                          schemas=None, exclude_schemas=None, tables=None, exclude_tables=None,
+                                          labels={"reason": "safety backup before restore"}))
+    result = backup(safety_config, reporter)
+    return {"backup_id": result["backup_id"], "source": result["source"], "location": result["location"]}
+
+
+def _prepare_target(config, target, state, partial, stats):
+    admin = config.connection.connect()
+    try:
+        if state == "not empty" and not partial:
+            pg.drop_database(admin, target)
+            state = "missing"
+        if state == "missing":
+            pg.create_database(admin, target, owner=config.role, encoding=stats.get("encoding"))
+    finally:
+        admin.close()
+    if partial:
+        _create_schemas(config, target)
+
+
+def _create_schemas(config, target):
+    schemas = _restore_schemas(config)
+    if not schemas:
+        return
+    conn = config.connection.connect(target)
+    try:
+        with conn.cursor() as cur:
+            for schema in sorted(schemas):
+                cur.execute(pg.sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(pg.sql.Identifier(schema)))
+    finally:
+        conn.close()
+
+
+# --- verify -----------------------------------------------------------------------------------------
+
+def verify(config, reporter):
+    """state=verified: checksums, a restore into a scratch database, the statistics check; recorded."""
+    tools = pg.find_tools(config.bin_dir)
+    repo, chosen = select_backup(config, config.database)
+    databases = [a for a in chosen.manifest["artifacts"] if a["kind"] == "database"]
+    if reporter.check_mode:
+        return dict(changed=False, backup_id=chosen.id, msg="would verify backup %s" % chosen.id,
+                    plan={"backup_id": chosen.id, "databases": [a["database"] for a in databases]})
+    started = time.monotonic()
+    checked = repo.check_artifacts(chosen)
+    identities = _identities(config, repo, chosen)
+    results = []
+    workdir = _workdir()
+    try:
+        for artifact in databases:
+            results.append(_verify_database(config, tools, repo, chosen, artifact, identities, workdir))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    duration = round(time.monotonic() - started, 3)
+    rto = round(sum(r["restore_duration"] for r in results), 3)
+    verification = {"time": isoformat(utcnow()), "result": "ok", "duration": duration, "restore_duration": rto,
+                    "artifacts_checked": checked, "databases": results, "tool_version": VERSION}
+    repo.record_verification(chosen.id, verification)
+    return dict(changed=True, backup_id=chosen.id, verification=verification, restore_duration=rto,
+                duration=duration, msg="backup %s verified: checksums match and it restores in %.1fs (%s)"
+                % (chosen.id, rto, ", ".join("%s: %d tables, %d rows" % (r["database"], r["tables"], r["rows"])
+                                             for r in results)))
+
+
+def _verify_database(config, tools, repo, backup, artifact, identities, workdir):
+    scratch = "keel_verify_%s" % backup.id.split("-")[-1]
+    stats = backup.manifest["statistics"][artifact["database"]]
+    admin = config.connection.connect()
+    try:
+        pg.drop_database(admin, scratch)
+        pg.create_database(admin, scratch, encoding=stats.get("encoding"))
+    finally:
+        admin.close()
+    verify_config = PgBackupConfig(**dict(config.__dict__, restore_schemas=None, restore_tables=None))
+    try:
+        started = time.monotonic()
+        _restore_artifact(verify_config, tools, repo, backup, artifact, identities, scratch, workdir)
+        seconds = round(time.monotonic() - started, 3)
+        checked = _check_restored(verify_config, scratch, stats, sorted(stats["tables"]), False)
+    finally:
+        admin = config.connection.connect()
+        try:
+            pg.drop_database(admin, scratch)
+        finally:
+            admin.close()
+    return dict(checked, database=artifact["database"], restore_duration=seconds)
+
+
+# --- absent and info --------------------------------------------------------------------------------
+
+def prune(config, reporter):
+    """state=absent: apply retention without taking a backup."""
+    repo = _repository(config, config.database)
+    if reporter.check_mode:
+        result = _retention(repo, config, reporter)
+    else:
+        with repo.lock(config.lock_timeout):
+            cleaned = repo.cleanup()
+            result = _retention(repo, config, reporter)
+            result["cleaned_up"] = cleaned
+    if not result["applied"]:
+        raise ConfigError("state=absent applies retention: set at least one of keep_last, keep_daily, keep_weekly, "
+                          "keep_monthly")
+    return dict(changed=bool(result["deleted"]), retention=result, deleted=result["deleted"],
+                msg="%s %d backups" % ("would delete" if reporter.check_mode else "deleted", len(result["deleted"])))
+
+
+def list_backups(storage, source=None):
+    """Backups of every (or the named) PostgreSQL source, newest first."""
+    names = [source] if source else storage.list_children("postgres")
+    backups = []
+    for name in names:
+        backups += Repository(storage, "postgres", name).list()
+    return sorted(backups, key=lambda b: b.time, reverse=True)
+
+
+def _wanted(backup, params, since):
+    manifest = backup.manifest
+    databases = [a.get("database") for a in manifest["artifacts"]]
+    labels = manifest.get("labels") or {}
+    return ((not params.get("database") or params["database"] in databases)
+            and all(labels.get(k) == v for k, v in (params.get("labels") or {}).items())
+            and (since is None or backup.time >= since)
+            and (params.get("verified") is None or params["verified"] == bool(backup.verified)))
+
+
+def describe_backups(params):
+    """pg_backup_info: filtered backups newest first, and whether the newest is older than max_age hours."""
+    s3 = dict((key[len("s3_"):], value) for key, value in params.items() if key.startswith("s3_") and value is not None)
+    storage = open_storage(params["repository"], s3 or None)
+    since = parse_timestamp(params["since"], "since") if params.get("since") else None
+    backups = [b for b in list_backups(storage, params.get("source")) if _wanted(b, params, since)]
+    if params.get("limit") is not None:
+        backups = backups[:max(0, params["limit"])]
+    age = round((utcnow() - backups[0].time).total_seconds() / 3600.0, 2) if backups else None
+    max_age = params.get("max_age")
+    stale = max_age is not None and (age is None or age > max_age)
+    warnings = []
+    if stale:
+        warnings.append("no backup in %s matches" % storage.url if age is None else
+                        "the newest backup (%s) is %.1f hours old, more than max_age %g" % (backups[0].id, age, max_age))
+    return dict(backups=[b.summary() for b in backups], count=len(backups), newest_age_hours=age, stale=stale,
+                warnings=warnings)

@@ -1,0 +1,319 @@
+# -*- coding: utf-8 -*-
+# Copyright: keel.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""PostgreSQL: connection settings, client tools and their versions, argv for pg_dump/pg_dumpall/pg_restore,
+and the queries a backup records and a restore is checked against.
+
+Passwords never reach a command line: child processes get PGPASSFILE pointing at a 0600 file in a private
+temporary directory, and psycopg2 gets them in memory.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import re
+import shutil
+import subprocess
+
+from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, DependencyError, KeelError
+
+try:
+    import psycopg2
+    from psycopg2 import sql
+except ImportError:
+    psycopg2 = None
+
+TOOLS = ("pg_dump", "pg_dumpall", "pg_restore", "psql")
+SYSTEM_DATABASES = ("postgres", "template0", "template1")
+
+
+class PostgresError(KeelError):
+    """A PostgreSQL server or client tool refused or failed."""
+
+
+def require_psycopg2():
+    if psycopg2 is None:
+        raise DependencyError("pg_backup needs the Python library 'psycopg2' where the module runs "
+                              "(pip install psycopg2-binary)")
+
+
+class Connection:
+    """Where and as whom to connect; `database` is overridden per call where needed."""
+
+    def __init__(self, host=None, port=5432, user=None, password=None, database="postgres", ssl_mode=None,
+                 ca_cert=None):
+        self.host, self.port, self.user, self.password = host, port, user, password
+        self.database, self.ssl_mode, self.ca_cert = database, ssl_mode, ca_cert
+
+    def describe(self, database=None):
+        return "%s:%s/%s" % (self.host or "local socket", self.port, database or self.database)
+
+    def connect(self, database=None, autocommit=True):
+        require_psycopg2()
+        params = dict(host=self.host, port=self.port, user=self.user, password=self.password,
+                      dbname=database or self.database, sslmode=self.ssl_mode, sslrootcert=self.ca_cert,
+                      application_name="keel.ops.pg_backup", connect_timeout=15)
+        try:
+            conn = psycopg2.connect(**dict((k, v) for k, v in params.items() if v is not None))
+        except psycopg2.Error as error:
+            raise PostgresError("cannot connect to PostgreSQL at %s: %s"
+                                % (self.describe(database), first_line(error)))
+        conn.autocommit = autocommit
+        return conn
+
+    def child_env(self, workdir, database=None):
+        """Environment for libpq tools: connection in PG* variables, the password in a 0600 PGPASSFILE."""
+        env = dict((k, v) for k, v in os.environ.items() if not k.startswith("PG"))
+        env.update(PGAPPNAME="keel.ops.pg_backup", PGCONNECT_TIMEOUT="15", PGPORT=str(self.port),
+                   PGDATABASE=database or self.database)
+        for name, value in (("PGHOST", self.host), ("PGUSER", self.user), ("PGSSLMODE", self.ssl_mode),
+                            ("PGSSLROOTCERT", self.ca_cert)):
+            if value:
+                env[name] = value
+        if self.password is not None:
+            env["PGPASSFILE"] = write_passfile(workdir, self.password)
+        return env
+
+
+def _passfile_escape(value):
+    return value.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def write_passfile(workdir, password):
+    path = os.path.join(workdir, "pgpass")
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write("*:*:*:*:%s\n" % _passfile_escape(password))
+    return path
+
+
+def first_line(error):
+    text = str(error).strip()
+    return text.splitlines()[0] if text else error.__class__.__name__
+
+
+# --- client tools -----------------------------------------------------------------------------------
+
+def find_tools(bin_dir=None):
+    """Absolute paths of the client tools, from bin_dir or PATH."""
+    tools = {}
+    for name in TOOLS:
+        path = os.path.join(bin_dir, name) if bin_dir else shutil.which(name)
+        if not path or not os.access(path, os.X_OK):
+            where = "in %s" % bin_dir if bin_dir else "on PATH"
+            raise DependencyError("%s was not found %s: install the PostgreSQL client tools (e.g. the "
+                                  "postgresql-client package) or set bin_dir to the directory that holds them"
+                                  % (name, where))
+        tools[name] = path
+    return tools
+
+
+def tool_version(path):
+    """'pg_dump (PostgreSQL) 18.1' -> (18, '18.1')."""
+    output = subprocess.run([path, "--version"], capture_output=True, text=True, check=False).stdout.strip()
+    match = re.search(r"(\d+)(?:\.(\d+))?", output)
+    if not match:
+        raise DependencyError("cannot tell the version of %s from %r" % (path, output))
+    return int(match.group(1)), match.group(0)
+
+
+def check_client_version(tool_path, server_major, server_version):
+    """pg_dump refuses servers newer than itself; say so before starting, with the fix."""
+    major, version = tool_version(tool_path)
+    if major < server_major:
+        raise DependencyError(
+            "%s is version %s but the server runs PostgreSQL %s: the client tools must be the server's major "
+            "version or newer. Install postgresql-client-%d and set bin_dir (e.g. /usr/lib/postgresql/%d/bin)"
+            % (os.path.basename(tool_path), version, server_version, server_major, server_major))
+    return version
+
+
+# --- argv ---------------------------------------------------------------------------------------------
+
+def pg_dump_argv(tool, database, snapshot=None, schemas=(), exclude_schemas=(), tables=(), exclude_tables=(),
+                 jobs=1, directory=None):
+    """pg_dump in custom format without its own compression (the pipeline compresses, on other cores), or
+    directory format with jobs > 1."""
+    argv = [tool, "--no-password", "--format=directory" if jobs > 1 else "--format=custom", "--compress=0"]
+    if jobs > 1:
+        argv += ["--jobs=%d" % jobs, "--file=%s" % directory]
+    if snapshot:
+        argv.append("--snapshot=%s" % snapshot)
+    for flag, values in (("--schema", schemas), ("--exclude-schema", exclude_schemas), ("--table", tables),
+                         ("--exclude-table", exclude_tables)):
+        argv += ["%s=%s" % (flag, value) for value in values]
+    return argv + ["--dbname=%s" % database]
+
+
+def pg_dumpall_globals_argv(tool, superuser=True):
+    argv = [tool, "--no-password", "--globals-only"]
+    if not superuser:
+        # Without superuser, role passwords cannot be read; the rest of the globals still can.
+        argv.append("--no-role-passwords")
+    return argv
+
+
+def pg_restore_argv(tool, database, no_owner=False, role=None, schemas=(), tables=(), jobs=1, directory=None):
+    argv = [tool, "--no-password", "--exit-on-error", "--dbname=%s" % database]
+    if jobs > 1:
+        argv += ["--jobs=%d" % jobs, directory]
+    else:
+        argv.append("--single-transaction")  # all or nothing: a failed restore leaves an empty database
+    if no_owner:
+        argv += ["--no-owner", "--no-privileges"]
+    if role:
+        argv.append("--role=%s" % role)
+    argv += ["--schema=%s" % schema for schema in schemas]
+    argv += ["--table=%s" % table for table in tables]
+    return argv
+
+
+# --- queries ----------------------------------------------------------------------------------------
+
+def server_info(conn):
+    with conn.cursor() as cur:
+        cur.execute("SELECT current_setting('server_version'), current_setting('server_version_num')::int, "
+                    "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user)")
+        version, number, superuser = cur.fetchone()
+    return {"version": version, "major": number // 10000, "superuser": bool(superuser)}
+
+
+def list_databases(conn):
+    with conn.cursor() as cur:
+        cur.execute("SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname")
+        return [row[0] for row in cur.fetchall()]
+
+
+def database_exists(conn, name):
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+        return cur.fetchone() is not None
+
+
+_USER_OBJECTS_SQL = """
+SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%%'
+  AND n.nspname NOT LIKE 'pg_temp%%'
+"""
+
+
+def user_object_count(conn):
+    """Tables, views, sequences... outside the system schemas: 0 means the database is empty."""
+    with conn.cursor() as cur:
+        cur.execute(_USER_OBJECTS_SQL)
+        return cur.fetchone()[0]
+
+
+def export_snapshot(conn):
+    """Open a repeatable-read transaction and export its snapshot, so pg_dump and our row counts see the same
+    data. The caller keeps `conn` open (and idle in that transaction) until pg_dump has started."""
+    conn.autocommit = False
+    with conn.cursor() as cur:
+        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        cur.execute("SELECT pg_export_snapshot()")
+        return cur.fetchone()[0]
+
+
+def import_snapshot(conn, snapshot):
+    with conn.cursor() as cur:
+        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
+
+
+_TABLES_SQL = """
+SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg_toast%%' AND n.nspname NOT LIKE 'pg_temp%%'
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e')
+ORDER BY 1, 2
+"""
+
+
+def pattern_regex(pattern):
+    """A psql-style name pattern (* and ?, case-folded unless quoted) as an anchored regex."""
+    quoted = pattern.startswith('"') and pattern.endswith('"')
+    text = pattern.strip('"') if quoted else pattern.lower()
+    body = "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in text)
+    return re.compile("^%s$" % body)
+
+
+def _matches(name, patterns):
+    return any(pattern_regex(pattern).match(name) for pattern in patterns)
+
+
+def _table_selected(schema, table, filters):
+    qualified = "%s.%s" % (schema, table)
+    if filters.get("schemas") and not _matches(schema, filters["schemas"]):
+        return False
+    if _matches(schema, filters.get("exclude_schemas") or ()):
+        return False
+    if filters.get("tables") and not any(_matches(qualified if "." in p else table, [p]) for p in filters["tables"]):
+        return False
+    return not any(_matches(qualified if "." in p else table, [p]) for p in filters.get("exclude_tables") or ())
+
+
+def table_statistics(conn, filters=None):
+    """Exact row count per table ('schema.table' -> rows) as seen by the connection's transaction, plus the
+    number of large objects: what a restore must reproduce."""
+    filters = filters or {}
+    with conn.cursor() as cur:
+        cur.execute(_TABLES_SQL)
+        tables = [(schema, table) for schema, table in cur.fetchall() if _table_selected(schema, table, filters)]
+        counts = {}
+        for schema, table in tables:
+            cur.execute(sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(table)))
+            counts["%s.%s" % (schema, table)] = cur.fetchone()[0]
+        cur.execute("SELECT count(*) FROM pg_largeobject_metadata")
+        large_objects = cur.fetchone()[0]
+        cur.execute("SELECT pg_database_size(current_database()), pg_encoding_to_char(encoding), datcollate, "
+                    "datctype FROM pg_database WHERE datname = current_database()")
+        size, encoding, collate, ctype = cur.fetchone()
+    return {"tables": counts, "large_objects": large_objects, "size": size, "encoding": encoding,
+            "collate": collate, "ctype": ctype}
+
+
+def compare_statistics(expected, actual, tables=None):
+    """Differences between what the manifest recorded and what a restored database holds, as sentences."""
+    problems = []
+    wanted = tables if tables is not None else sorted(expected["tables"])
+    for table in wanted:
+        if table not in actual["tables"]:
+            problems.append("table %s is missing" % table)
+        elif actual["tables"][table] != expected["tables"][table]:
+            problems.append("table %s has %d rows, the backup recorded %d"
+                            % (table, actual["tables"][table], expected["tables"][table]))
+    if tables is None and actual["large_objects"] != expected["large_objects"]:
+        problems.append("%d large objects, the backup recorded %d" % (actual["large_objects"],
+                                                                       expected["large_objects"]))
+    return problems
+
+
+def create_database(conn, name, owner=None, encoding=None, collate=None, ctype=None):
+    statement = sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name))
+    if owner:
+        statement += sql.SQL(" OWNER {}").format(sql.Identifier(owner))
+    for keyword, value in (("ENCODING", encoding), ("LC_COLLATE", collate), ("LC_CTYPE", ctype)):
+        if value:
+            statement += sql.SQL(" %s {}" % keyword).format(sql.Literal(value))
+    _execute(conn, statement, "create database %s" % name)
+
+
+def drop_database(conn, name):
+    statement = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    _execute(conn, statement, "drop database %s" % name)
+
+
+def _execute(conn, statement, what):
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement)
+    except psycopg2.Error as error:
+        raise PostgresError("cannot %s: %s" % (what, first_line(error)))
+
+
+def validate_identifier(value, option):
+    if not value or "\x00" in value or len(value) > 63:
+        raise ConfigError("%s must be a PostgreSQL name of 1 to 63 characters, got %r" % (option, value))
+    return value

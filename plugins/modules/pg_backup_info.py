@@ -1,0 +1,182 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: keel.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: pg_backup_info
+short_description: List the PostgreSQL backups in a repository, newest first, and warn when they are too old
+version_added: 0.1.0
+description:
+  - Lists complete backups (those whose manifest exists) of one or every PostgreSQL source in a repository,
+    newest first, with id, time, size, source, format, compression, encryption and when each was last verified.
+  - Warns (and reports C(stale=true)) when the newest backup is older than O(max_age).
+author:
+  - keel.ops maintainers (@keel-ops)
+extends_documentation_fragment:
+  - keel.ops.attributes
+  - keel.ops.attributes.read_only
+options:
+  repository:
+    description: The repository, a local directory or C(s3://bucket/prefix) (see keel.ops.pg_backup).
+    type: str
+    required: true
+  source:
+    description: Only this source; all sources when unset.
+    type: str
+  database:
+    description: Only backups containing this database.
+    type: str
+  labels:
+    description: Only backups whose labels include all of these.
+    type: dict
+  since:
+    description: Only backups taken at or after this ISO 8601 time.
+    type: str
+  verified:
+    description: Only backups that were (V(true)) or were never (V(false)) verified.
+    type: bool
+  limit:
+    description: Return at most this many backups.
+    type: int
+  max_age:
+    description: Hours; warn and set RV(stale) when the newest listed backup is older, or there is none.
+    type: float
+  lock_timeout:
+    description: Unused; accepted so the repository options of keel.ops.pg_backup can be shared.
+    type: float
+    default: 60
+  s3_endpoint_url:
+    description: Endpoint of an S3-compatible service.
+    type: str
+  s3_region:
+    description: Region of the bucket.
+    type: str
+  s3_access_key:
+    description: Access key; unset uses boto3's usual chain.
+    type: str
+  s3_secret_key:
+    description: Secret key.
+    type: str
+  s3_session_token:
+    description: Session token.
+    type: str
+  s3_profile:
+    description: Named AWS profile.
+    type: str
+  s3_storage_class:
+    description: Unused here.
+    type: str
+  s3_sse:
+    description: Unused here.
+    type: str
+    choices: [AES256, aws:kms]
+  s3_sse_kms_key_id:
+    description: Unused here.
+    type: str
+  s3_validate_certs:
+    description: Verify the endpoint's TLS certificate.
+    type: bool
+    default: true
+seealso:
+  - module: keel.ops.pg_backup
+"""
+
+EXAMPLES = r"""
+- name: Fail the morning check when the newest backup is older than 26 hours
+  keel.ops.pg_backup_info:
+    repository: s3://acme-backups/postgres
+    source: db1-5432-orders
+    max_age: 26
+  register: backups
+  failed_when: backups.stale
+
+- name: Show the five newest backups that were never verified
+  keel.ops.pg_backup_info:
+    repository: /srv/backups
+    verified: false
+    limit: 5
+"""
+
+RETURN = r"""
+backups:
+  description: Backups, newest first.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    backup_id:
+      description: Backup id.
+      type: str
+    time:
+      description: When it was taken (UTC).
+      type: str
+    source:
+      description: Source details from the manifest (name, host, port, database, scope, server_version).
+      type: dict
+    size:
+      description: Bytes stored.
+      type: int
+    format:
+      description: Dump format.
+      type: str
+    compression:
+      description: Compression algorithm.
+      type: str
+    encrypted:
+      description: Whether the backup is encrypted.
+      type: bool
+    labels:
+      description: Labels given when it was taken.
+      type: dict
+    last_verified:
+      description: When it was last verified, or null.
+      type: str
+count:
+  description: Number of backups listed.
+  returned: always
+  type: int
+newest_age_hours:
+  description: Age of the newest listed backup in hours, or null when there is none.
+  returned: always
+  type: float
+stale:
+  description: Whether O(max_age) is set and the newest backup is older, or there is no backup.
+  returned: always
+  type: bool
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.keel.ops.plugins.module_utils import _argspecs as specs
+from ansible_collections.keel.ops.plugins.module_utils._errors import KeelError
+from ansible_collections.keel.ops.plugins.module_utils._pg_backup import describe_backups
+
+ARGUMENT_SPEC = specs.merged(
+    specs.REPOSITORY,
+    database=dict(type="str"),
+    labels=dict(type="dict"),
+    since=dict(type="str"),
+    verified=dict(type="bool"),
+    limit=dict(type="int"),
+    max_age=dict(type="float"),
+)
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    try:
+        result = describe_backups(module.params)
+    except KeelError as error:
+        module.fail_json(msg="pg_backup_info: %s" % error)
+    for warning in result.pop("warnings"):
+        module.warn(warning)
+    module.exit_json(changed=False, **result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,330 @@
+"""keel.ops.pg_backup and pg_backup_info against the real PostgreSQL and S3 endpoint of the embedded stack."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+from ansible_run import ROOT, run_four_ways, run_module
+from pg_fixtures import connect, create_database, database_exists, fill_random, fingerprints
+from pyrage import x25519
+
+
+def conn_args(pg):
+    return dict(login_host=pg["host"], login_port=pg["port"], login_user=pg["user"],
+                login_password=pg["password"], bin_dir=pg["bin_dir"])
+
+
+def s3_args(s3):
+    return dict(s3_endpoint_url=s3["endpoint_url"], s3_region=s3["region"], s3_access_key=s3["access_key"],
+                s3_secret_key=s3["secret_key"])
+
+
+@pytest.fixture
+def dbname(postgres):
+    name = "shop_%s" % uuid.uuid4().hex[:8]
+    create_database(postgres, name)
+    return name
+
+
+@pytest.fixture
+def repo(tmp_path):
+    return str(tmp_path / "repo")
+
+
+@pytest.fixture
+def age_key(tmp_path):
+    identity = x25519.Identity.generate()
+    path = tmp_path / "backup.agekey"
+    path.write_text("# test identity\n%s\n" % identity)
+    return str(identity.to_public()), str(path)
+
+
+def backup(pg, repo, database, **extra):
+    return run_module("pg_backup", dict(conn_args(pg), repository=repo, database=database, **extra))
+
+
+def restore(pg, repo, database, target, **extra):
+    return run_module("pg_backup", dict(conn_args(pg), state="restored", repository=repo, database=database,
+                                        target_database=target, **extra))
+
+
+def test_backup_four_ways_then_round_trip_is_identical(postgres, dbname, repo):
+    runs = run_four_ways("pg_backup", dict(conn_args(postgres), repository=repo, database=dbname))
+    assert [r.returncode for r in runs] == [0, 0, 0, 0], runs[1].get("msg")
+    assert [r["changed"] for r in runs] == [True, True, True, True]  # every real run takes a new backup
+    assert runs[0]["backup_id"] is None and "would back up %s" % dbname in runs[0]["msg"]
+    first, second = runs[1], runs[3]
+    assert first["backup_id"] < second["backup_id"]
+    stats = first["statistics"][dbname]
+    assert stats["tables"]["sales.orders"] == 2000 and stats["tables"]["audit.log"] == 2000
+    assert stats["large_objects"] == 3
+    assert first["compression"] == {"algorithm": "zstd", "level": 3} and first["encryption"] is None
+    assert 0 < first["size"] < first["raw_size"]
+
+    info = run_module("pg_backup_info", {"repository": repo})
+    assert [b["backup_id"] for b in info["backups"]] == [second["backup_id"], first["backup_id"]]
+    assert info["backups"][0]["last_verified"] is None
+
+    target = dbname + "_restored"
+    plan = run_module("pg_backup", dict(conn_args(postgres), state="restored", repository=repo, database=dbname,
+                                        target_database=target), check_mode=True)
+    assert plan["changed"] is True and plan["plan"]["target_state"] == "missing"
+    assert not database_exists(postgres, target)  # check mode touched nothing
+    done = restore(postgres, repo, dbname, target)
+    assert done.returncode == 0, done.get("msg")
+    assert done["backup_id"] == second["backup_id"]
+    assert done["verification"]["rows"] == sum(stats["tables"].values())
+    assert fingerprints(postgres, target) == fingerprints(postgres, dbname)
+
+    refused = restore(postgres, repo, dbname, target)
+    assert refused.returncode == 1
+    assert "target database %s is not empty" % target in refused["msg"] and "replace: true" in refused["msg"]
+
+
+def test_encrypted_backup_to_s3_restores_and_wrong_key_touches_nothing(postgres, s3, dbname, age_key, tmp_path):
+    recipient, identity_file = age_key
+    repo = "s3://%s/%s" % (s3["bucket"], uuid.uuid4().hex)
+    taken = backup(postgres, repo, dbname, encryption_recipients=[recipient], **s3_args(s3))
+    assert taken.returncode == 0, taken.get("msg")
+    assert taken["encryption"]["recipients"][0].startswith("sha256:")
+    assert taken["artifacts"][0]["name"].endswith(".dump.zst.age")
+
+    other = tmp_path / "other.agekey"
+    other.write_text(str(x25519.Identity.generate()) + "\n")
+    target = dbname + "_enc"
+    wrong = restore(postgres, repo, dbname, target, decryption_identity_file=str(other), **s3_args(s3))
+    assert wrong.returncode == 1 and "none of the decryption keys given can decrypt this backup" in wrong["msg"]
+    missing = restore(postgres, repo, dbname, target, **s3_args(s3))
+    assert missing.returncode == 1 and "is encrypted" in missing["msg"] and "decryption_identity_file" in missing["msg"]
+    assert not database_exists(postgres, target)
+
+    done = restore(postgres, repo, dbname, target, decryption_identity_file=identity_file, **s3_args(s3))
+    assert done.returncode == 0, done.get("msg")
+    assert fingerprints(postgres, target) == fingerprints(postgres, dbname)
+    assert s3["secret_key"] not in done.stdout + taken.stdout
+
+
+def test_passphrase_file_encryption(postgres, dbname, repo, tmp_path):
+    secret = tmp_path / "passphrase"
+    secret.write_text("correct horse battery staple\n")
+    assert backup(postgres, repo, dbname, encryption_passphrase_file=str(secret)).returncode == 0
+    wrong = tmp_path / "wrong"
+    wrong.write_text("incorrect horse\n")
+    refused = restore(postgres, repo, dbname, dbname + "_pp", decryption_passphrase_file=str(wrong))
+    assert refused.returncode == 1 and "wrong passphrase" in refused["msg"]
+    done = restore(postgres, repo, dbname, dbname + "_pp", decryption_passphrase_file=str(secret))
+    assert done.returncode == 0, done.get("msg")
+    assert "correct horse" not in done.stdout
+
+
+def _artifact_path(repo, source, backup_id, name):
+    return os.path.join(repo, "postgres", source, backup_id, name)
+
+
+def test_flipped_byte_is_detected_before_the_target_is_touched(postgres, dbname, repo):
+    taken = backup(postgres, repo, dbname)
+    path = _artifact_path(repo, taken["source"], taken["backup_id"], taken["artifacts"][0]["name"])
+    with open(path, "r+b") as handle:
+        handle.seek(os.path.getsize(path) // 2)
+        byte = handle.read(1)
+        handle.seek(-1, os.SEEK_CUR)
+        handle.write(bytes([byte[0] ^ 0x01]))
+    target = dbname + "_corrupt"
+    failed = restore(postgres, repo, dbname, target)
+    assert failed.returncode == 1
+    assert "is corrupt: sha256" in failed["msg"] and "nothing was restored" in failed["msg"]
+    assert not database_exists(postgres, target)
+    verify = run_module("pg_backup", dict(conn_args(postgres), state="verified", repository=repo, database=dbname))
+    assert verify.returncode == 1 and "is corrupt" in verify["msg"]
+
+
+def test_verified_records_the_proof(postgres, dbname, repo):
+    taken = backup(postgres, repo, dbname, labels={"trigger": "test"})
+    proven = run_module("pg_backup", dict(conn_args(postgres), state="verified", repository=repo, database=dbname))
+    assert proven.returncode == 0, proven.get("msg")
+    assert proven["backup_id"] == taken["backup_id"] and proven["restore_duration"] > 0
+    assert proven["verification"]["databases"][0]["rows"] == sum(taken["statistics"][dbname]["tables"].values())
+    info = run_module("pg_backup_info", {"repository": repo, "labels": {"trigger": "test"}, "verified": True})
+    assert info["count"] == 1 and info["backups"][0]["last_verified"] == proven["verification"]["time"]
+    conn = connect(postgres)
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_database WHERE datname LIKE 'keel_verify_%%'")
+        assert cur.fetchone()[0] == 0  # the scratch database is gone
+    conn.close()
+
+
+def test_replace_with_safety_backup_and_partial_table_restore(postgres, dbname, repo):
+    taken = backup(postgres, repo, dbname)
+    conn = connect(postgres, dbname)
+    with conn.cursor() as cur:
+        cur.execute("DELETE FROM audit.log")
+        cur.execute("UPDATE sales.customers SET city = 'nowhere'")
+    conn.close()
+    partial = restore(postgres, repo, dbname, dbname, restore_tables=["audit.log"], replace=True)
+    assert partial.returncode == 0, partial.get("msg")
+    assert partial["verification"] == {"tables": 1, "rows": 2000, "large_objects": 3}
+    conn = connect(postgres, dbname)
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM audit.log")
+        assert cur.fetchone()[0] == 2000
+        cur.execute("SELECT count(DISTINCT city) FROM sales.customers")
+        assert cur.fetchone()[0] == 1  # other tables untouched
+    conn.close()
+
+    whole = restore(postgres, repo, dbname, dbname, replace=True, safety_backup=True, backup_id=taken["backup_id"])
+    assert whole.returncode == 0, whole.get("msg")
+    assert whole["safety_backup"]["source"] == "%s-pre-restore" % dbname
+    info = run_module("pg_backup_info", {"repository": repo, "source": "%s-pre-restore" % dbname})
+    assert info["count"] == 1
+
+
+def test_failing_pg_dump_is_a_failure_with_its_stderr(postgres, dbname, repo):
+    conn = connect(postgres, dbname)
+    with conn.cursor() as cur:
+        cur.execute("DROP ROLE IF EXISTS keel_limited")
+        cur.execute("CREATE ROLE keel_limited LOGIN PASSWORD 'limited-pw-123'")
+        cur.execute("GRANT USAGE ON SCHEMA sales TO keel_limited")
+        cur.execute("GRANT SELECT ON sales.customers TO keel_limited")
+    conn.close()
+    args = dict(conn_args(postgres), login_user="keel_limited", login_password="limited-pw-123")
+    failed = run_module("pg_backup", dict(args, repository=repo, database=dbname))
+    assert failed.returncode == 1 and failed.get("changed") is not True
+    assert "permission denied" in failed["msg"]
+    assert run_module("pg_backup_info", {"repository": repo})["count"] == 0
+    assert "limited-pw-123" not in failed.stdout
+
+
+def test_old_client_tools_are_refused_clearly(postgres, dbname, repo):
+    old = "/usr/lib/postgresql/15/bin"
+    if not os.path.exists(os.path.join(old, "pg_dump")):
+        pytest.skip("Debian's postgresql-client-15 is not installed")
+    failed = backup(postgres, repo, dbname, bin_dir=old)
+    assert failed.returncode == 1
+    assert "pg_dump is version 15" in failed["msg"] and "server runs PostgreSQL 18" in failed["msg"]
+    assert "set bin_dir" in failed["msg"]
+
+
+def _start_module(name, args, tmp_path):
+    """Start a module in the background, the way run_module runs it."""
+    path = tmp_path / ("%s-args.json" % uuid.uuid4().hex)
+    path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+    os.chmod(path, 0o600)
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, ".build"))
+    return subprocess.Popen([sys.executable, os.path.join(ROOT, "plugins", "modules", name + ".py"), str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
+
+
+def _wait_for_partial(repo, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for _root, _dirs, files in os.walk(repo):
+            if any(".partial-" in f for f in files):
+                return True
+        time.sleep(0.02)
+    return False
+
+
+def _cmdlines():
+    lines = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open("/proc/%s/cmdline" % pid, "rb") as handle:
+                    lines.append(handle.read().replace(b"\0", b" ").decode("utf-8", "replace"))
+            except OSError:
+                pass
+    return lines
+
+
+@pytest.fixture
+def big_db(postgres):
+    name = "bulk_%s" % uuid.uuid4().hex[:8]
+    create_database(postgres, name)
+    fill_random(postgres, name, 96)
+    return name
+
+
+# gzip at level 9 runs at a few MB/s: slow enough that a second run or a SIGKILL lands mid-backup.
+SLOW = dict(compression="gzip", compression_level=9)
+
+
+def test_sigkill_mid_backup_leaves_nothing_and_secrets_stay_off_argv(postgres, big_db, repo, tmp_path):
+    args = dict(conn_args(postgres), repository=repo, database=big_db, **SLOW)
+    proc = _start_module("pg_backup", args, tmp_path)
+    assert _wait_for_partial(repo), "the backup never started writing"
+    assert not [line for line in _cmdlines() if postgres["password"] in line]
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert run_module("pg_backup_info", {"repository": repo})["count"] == 0
+    again = backup(postgres, repo, big_db, compression="none")
+    assert again.returncode == 0, again.get("msg")
+    assert again["cleaned_up"], "the leftovers of the killed run were not cleaned"
+    leftovers = [f for _r, _d, files in os.walk(repo) for f in files if ".partial-" in f]
+    assert leftovers == []
+
+
+def test_second_backup_waits_for_the_lock_then_fails_clearly(postgres, big_db, repo, tmp_path):
+    args = dict(conn_args(postgres), repository=repo, database=big_db, **SLOW)
+    first = _start_module("pg_backup", args, tmp_path)
+    assert _wait_for_partial(repo)
+    started = time.monotonic()
+    second = backup(postgres, repo, big_db, lock_timeout=1, **SLOW)
+    waited = time.monotonic() - started
+    out, _err = first.communicate(timeout=300)
+    assert first.returncode == 0, out[-2000:]
+    assert second.returncode == 1 and waited >= 1
+    assert "lock" in second["msg"].lower() and str(first.pid) in second["msg"]
+    assert run_module("pg_backup_info", {"repository": repo})["count"] == 1
+
+
+def test_retention_and_absent(postgres, dbname, repo):
+    ids = [backup(postgres, repo, dbname)["backup_id"] for _i in range(3)]
+    kept = backup(postgres, repo, dbname, keep_last=2)
+    assert kept["retention"]["deleted"] == [ids[1], ids[0]]  # newest first
+    info = run_module("pg_backup_info", {"repository": repo})
+    assert [b["backup_id"] for b in info["backups"]] == [kept["backup_id"], ids[2]]
+    args = dict(conn_args(postgres), state="absent", repository=repo, database=dbname, keep_last=1)
+    check = run_module("pg_backup", args, check_mode=True)
+    assert check["changed"] is True and check["deleted"] == [ids[2]]
+    assert run_module("pg_backup_info", {"repository": repo})["count"] == 2
+    pruned = run_module("pg_backup", args)
+    assert pruned["deleted"] == [ids[2]]
+    assert run_module("pg_backup", args)["changed"] is False
+
+
+def test_info_warns_when_the_newest_backup_is_stale(repo, postgres, dbname):
+    empty = run_module("pg_backup_info", {"repository": repo, "max_age": 24})
+    assert empty["stale"] is True and empty["count"] == 0
+    backup(postgres, repo, dbname)
+    fresh = run_module("pg_backup_info", {"repository": repo, "max_age": 24})
+    assert fresh["stale"] is False and fresh["newest_age_hours"] < 1
+
+
+@pytest.mark.parametrize("args, message", [
+    ({"compression": "zstd", "compression_level": 40}, "compression_level for zstd must be 1 to 22"),
+    ({"encryption_recipients": ["AGE-SECRET-KEY-1XYZ"]}, "must be an age public key"),
+    ({"state": "restored", "before": "yesterday"}, "before must be an ISO 8601 timestamp"),
+    ({"source": "../etc"}, "is not usable as a repository folder name"),
+    ({"jobs": 2, "encryption_passphrase_file": "/dev/null"}, "is empty"),
+])
+def test_bad_input_fails_precisely(postgres, repo, args, message):
+    run = run_module("pg_backup", dict(conn_args(postgres), repository=repo, database="keel", **args))
+    assert run.returncode == 1 and message in run["msg"], run.get("msg")
+    assert "Traceback" not in run.stdout + run.stderr
+
+
+def test_round_trip_on_postgresql_15(postgres15, tmp_path):
+    name = "shop15"
+    create_database(postgres15, name)
+    repo = str(tmp_path / "repo15")
+    taken = backup(postgres15, repo, name)
+    assert taken.returncode == 0, taken.get("msg")
+    assert taken["plan"]["server_version"].startswith("15.")
+    done = restore(postgres15, repo, name, name + "_restored")
+    assert done.returncode == 0, done.get("msg")
+    assert fingerprints(postgres15, name + "_restored") == fingerprints(postgres15, name)

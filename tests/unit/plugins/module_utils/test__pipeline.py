@@ -1,0 +1,119 @@
+import hashlib
+import io
+import os
+
+import pytest
+from pyrage import x25519
+
+from ansible_collections.keel.ops.plugins.module_utils import _pipeline as p
+from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError
+
+DATA = os.urandom(3 * 1024 * 1024 + 17) + b"compressible " * 200000
+
+
+def store(data, algorithm, recipients=()):
+    """Run the backup direction: returns (stored bytes, raw size, stored size, sha256)."""
+    source = p.CountingReader(io.BytesIO(data))
+    out = io.BytesIO()
+    hashed = p.HashingWriter(out)
+    compressed = p.compressing_reader(source, algorithm, p.DEFAULT_LEVELS[algorithm])
+    if recipients:
+        p.encrypt(compressed, hashed, list(recipients))
+    else:
+        p.copy(compressed, hashed)
+    return out.getvalue(), source.size, hashed.size, hashed.sha256
+
+
+def load(stored, algorithm, identities=()):
+    out = io.BytesIO()
+    sink = p.decompressing_writer(out, algorithm)
+    if identities:
+        p.decrypt(io.BytesIO(stored), sink, list(identities))
+    else:
+        p.copy(io.BytesIO(stored), sink)
+    sink.close()
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("algorithm", p.COMPRESSIONS)
+def test_round_trip_with_and_without_encryption(algorithm):
+    identity = x25519.Identity.generate()
+    for recipients, identities in (((), ()), ((identity.to_public(),), (identity,))):
+        stored, raw, size, digest = store(DATA, algorithm, recipients)
+        assert raw == len(DATA) and size == len(stored)
+        assert digest == hashlib.sha256(stored).hexdigest()
+        assert load(stored, algorithm, identities) == DATA
+
+
+def test_compression_shrinks_compressible_data():
+    stored, _raw, _size, _digest = store(b"x" * 10 ** 6, "zstd")
+    assert len(stored) < 1000
+
+
+@pytest.mark.parametrize("algorithm", ["zstd", "gzip"])
+def test_truncated_compressed_stream_is_detected(algorithm):
+    stored, _raw, _size, _digest = store(DATA, algorithm)
+    with pytest.raises(p.IntegrityError, match="truncated|does not decompress"):
+        load(stored[:-100], algorithm)
+
+
+def test_wrong_key_flipped_byte_and_truncation_are_told_apart():
+    identity = x25519.Identity.generate()
+    stored, _raw, _size, _digest = store(DATA, "zstd", [identity.to_public()])
+    with pytest.raises(p.DecryptionKeyError, match="none of the decryption keys"):
+        load(stored, "zstd", [x25519.Identity.generate()])
+    flipped = bytearray(stored)
+    flipped[len(flipped) // 2] ^= 1
+    with pytest.raises(p.IntegrityError, match="modified or truncated"):
+        load(bytes(flipped), "zstd", [identity])
+    with pytest.raises(p.IntegrityError):
+        load(stored[:-50], "zstd", [identity])
+
+
+def test_a_failing_consumer_keeps_its_own_error():
+    identity = x25519.Identity.generate()
+    stored, _raw, _size, _digest = store(DATA, "none", [identity.to_public()])
+
+    class Broken:
+        def write(self, data):
+            raise BrokenPipeError("consumer went away")
+
+    with pytest.raises(BrokenPipeError, match="consumer went away"):
+        p.decrypt(io.BytesIO(stored), p.decompressing_writer(Broken(), "none"), [identity])
+
+
+def test_passphrase_wraps_a_per_backup_identity():
+    identity, wrapped = p.new_passphrase_identity("s3cret phrase")
+    assert b"s3cret" not in wrapped and str(identity).encode() not in wrapped
+    assert str(p.open_passphrase_identity(wrapped, "s3cret phrase")) == str(identity)
+    with pytest.raises(p.DecryptionKeyError, match="wrong passphrase"):
+        p.open_passphrase_identity(wrapped, "guess")
+
+
+def test_recipients_and_identities_parsing():
+    identity = x25519.Identity.generate()
+    public = str(identity.to_public())
+    assert str(p.parse_recipient(public, "r")) == public
+    with pytest.raises(ConfigError, match="never give a secret key here"):
+        p.parse_recipient(str(identity), "encryption_recipients[0]")
+    assert p.fingerprint(public) == p.fingerprint(public + "\n") and p.fingerprint(public).startswith("sha256:")
+    assert len(p.parse_identities("# comment\n\n%s\n" % identity, "f")) == 1
+    with pytest.raises(p.DecryptionKeyError, match="line 1 is not an age identity"):
+        p.parse_identities("not a key\n", "f")
+    with pytest.raises(p.DecryptionKeyError, match="holds no age identity"):
+        p.parse_identities("# only comments\n", "f")
+
+
+@pytest.mark.parametrize("algorithm, level, message", [
+    ("lz4", None, "compression must be one of zstd, gzip, none"),
+    ("zstd", 23, "compression_level for zstd must be 1 to 22"),
+    ("gzip", 0, "compression_level for gzip must be 1 to 9"),
+    ("none", 3, "compression_level needs a compression"),
+])
+def test_compression_validation(algorithm, level, message):
+    with pytest.raises(ConfigError, match=message):
+        p.validate_compression(algorithm, level)
+
+
+def test_default_levels():
+    assert p.validate_compression("zstd", None) == 3 and p.validate_compression("gzip", None) == 6

@@ -1,0 +1,58 @@
+import os
+import stat
+
+from ansible_collections.keel.ops.plugins.module_utils import _postgres as pg
+
+
+def test_pg_dump_argv_streams_custom_format_uncompressed():
+    argv = pg.pg_dump_argv("/bin/pg_dump", "shop", snapshot="0003-1", schemas=["sales"], exclude_tables=["audit.*"])
+    assert argv == ["/bin/pg_dump", "--no-password", "--format=custom", "--compress=0", "--snapshot=0003-1",
+                    "--schema=sales", "--exclude-table=audit.*", "--dbname=shop"]
+
+
+def test_pg_restore_argv_is_all_or_nothing_and_exits_on_error():
+    argv = pg.pg_restore_argv("/bin/pg_restore", "target", no_owner=True, role="app", tables=["invoices"])
+    assert "--single-transaction" in argv and "--exit-on-error" in argv
+    assert argv[-3:] == ["--no-privileges", "--role=app", "--table=invoices"] or "--role=app" in argv
+    assert "--dbname=target" in argv
+
+
+def test_no_password_anywhere_in_argv():
+    conn = pg.Connection(host="db", port=5433, user="backup", password="p:w\\d")
+    argv = pg.pg_dump_argv("pg_dump", "shop") + pg.pg_dumpall_globals_argv("pg_dumpall", superuser=False)
+    assert not [arg for arg in argv if "p:w" in arg]
+    assert conn.describe() == "db:5433/postgres"
+
+
+def test_child_env_uses_a_private_passfile(tmp_path):
+    conn = pg.Connection(host="db", port=5433, user="backup", password="p:w\\d")
+    env = conn.child_env(str(tmp_path), "shop")
+    assert "PGPASSWORD" not in env and env["PGDATABASE"] == "shop" and env["PGHOST"] == "db"
+    mode = stat.S_IMODE(os.stat(env["PGPASSFILE"]).st_mode)
+    assert mode == 0o600
+    with open(env["PGPASSFILE"]) as handle:
+        assert handle.read() == "*:*:*:*:p\\:w\\\\d\n"
+
+
+def test_patterns_follow_psql_rules():
+    assert pg.pattern_regex("sales*").match("sales_2026")
+    assert pg.pattern_regex("Sales").match("sales")  # unquoted names fold to lower case
+    assert not pg.pattern_regex('"Sales"').match("sales")
+    assert pg.pattern_regex("a?c").match("abc") and not pg.pattern_regex("a?c").match("abbc")
+
+
+def test_table_selection():
+    filters = {"schemas": ["sales"], "exclude_tables": ["sales.tmp_*"]}
+    assert pg._table_selected("sales", "orders", filters)
+    assert not pg._table_selected("sales", "tmp_x", filters)
+    assert not pg._table_selected("audit", "log", filters)
+    assert pg._table_selected("audit", "log", {"tables": ["log"]})
+
+
+def test_compare_statistics_names_each_difference():
+    expected = {"tables": {"a.x": 10, "a.y": 5}, "large_objects": 2}
+    actual = {"tables": {"a.x": 9}, "large_objects": 2}
+    assert pg.compare_statistics(expected, actual) == ["table a.x has 9 rows, the backup recorded 10",
+                                                       "table a.y is missing"]
+    assert pg.compare_statistics(expected, actual, tables=["a.y"]) == ["table a.y is missing"]
+    assert pg.compare_statistics(expected, dict(actual, tables={"a.x": 10, "a.y": 5})) == []
