@@ -69,8 +69,8 @@ class PgBackupConfig:
                                           ssl_mode=params.get("ssl_mode"), ca_cert=params.get("ca_cert"))
         config.s3 = dict((key[len("s3_"):], value) for key, value in params.items()
                          if key.startswith("s3_") and value is not None)
-        config.compression_level = pipeline.validate_compression(params.get("compression") or "zstd",
-                                                                  params.get("compression_level"))
+        config.compression_level = pipeline.validate_compression(
+            params.get("compression") or "zstd", params.get("compression_level"))
         validate_retention(params)
         config.jobs = params.get("jobs") or 1
         if config.jobs < 1:
@@ -149,8 +149,8 @@ class Child:
         """Wait and raise with the tool's own words when it failed."""
         code = self.proc.wait()
         if code != 0:
-            raise pg.PostgresError("%s failed (exit status %d): %s" % (self.name, code,
-                                                                      self.stderr_tail() or "no error output"))
+            output = self.stderr_tail() or "no error output"
+            raise pg.PostgresError("%s failed (exit status %d): %s" % (self.name, code, output))
         return self.stderr_tail()
 
     def kill(self):
@@ -324,9 +324,11 @@ def backup(config, reporter):
     encoder = Encoder(config)
     workdir = _workdir()
     try:
-        with repo.lock(config.lock_timeout):
+        with repo.lock(config.lock_timeout) as lock:
+            for warning in lock.warnings:
+                reporter.warn(warning)
             cleaned = repo.cleanup()
-            manifest = _take_backup(config, tools, repo, encoder, databases, server, client, workdir)
+            manifest = _take_backup(config, tools, repo, encoder, databases, server, client, workdir, lock)
             retention = _retention(repo, config, reporter)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -338,11 +340,11 @@ def backup(config, reporter):
                 throughput_mb_s=round(raw / 1e6 / manifest["duration"], 1) if manifest["duration"] else None,
                 artifacts=artifacts, statistics=manifest["statistics"], compression=manifest["compression"],
                 encryption=manifest["encryption"], retention=retention, cleaned_up=cleaned, plan=plan,
-                msg="backup %s of %s: %d bytes stored in %.1fs" % (manifest["id"], ", ".join(databases) or "globals",
-                                                                 size, manifest["duration"]))
+                msg="backup %s of %s: %d bytes stored in %.1fs"
+                % (manifest["id"], ", ".join(databases) or "globals", size, manifest["duration"]))
 
 
-def _take_backup(config, tools, repo, encoder, databases, server, client, workdir):
+def _take_backup(config, tools, repo, encoder, databases, server, client, workdir, lock):
     backup_id = new_backup_id()
     started = utcnow()
     clock = time.monotonic()
@@ -371,6 +373,7 @@ def _take_backup(config, tools, repo, encoder, databases, server, client, workdi
                         labels=config.labels or {}, artifacts=artifacts, statistics=statistics,
                         options={"schemas": config.schemas, "exclude_schemas": config.exclude_schemas,
                                  "tables": config.tables, "exclude_tables": config.exclude_tables})
+        lock.check()  # an S3 lock can be lost during a long backup: never commit without it
         repo.commit(manifest)
         return manifest
     except BaseException:

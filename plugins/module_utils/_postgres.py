@@ -285,8 +285,8 @@ def compare_statistics(expected, actual, tables=None):
             problems.append("table %s has %d rows, the backup recorded %d"
                             % (table, actual["tables"][table], expected["tables"][table]))
     if tables is None and actual["large_objects"] != expected["large_objects"]:
-        problems.append("%d large objects, the backup recorded %d" % (actual["large_objects"],
-                                                                       expected["large_objects"]))
+        problems.append("%d large objects, the backup recorded %d"
+                        % (actual["large_objects"], expected["large_objects"]))
     return problems
 
 

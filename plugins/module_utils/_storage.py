@@ -72,7 +72,9 @@ class LockTimeout(StorageError):
 
 
 MIB = 1024 * 1024
-DEFAULT_PART_SIZE = 16 * MIB
+PARTS_PER_STEP = 1000
+GROWN_PART_LIMIT = 128 * MIB
+DEFAULT_PART_SIZE = 8 * MIB  # two in flight plus one filling: ~24 MiB, well inside the module's memory budget
 MIN_PART_SIZE = 5 * MIB  # S3 refuses smaller parts, except the last one
 MAX_PART_SIZE = 5 * 1024 * MIB
 MAX_PARTS = 10000
@@ -292,6 +294,15 @@ def _holder_record(owner, ttl=None):
     if ttl is not None:
         record.update(expires=_iso(now + ttl), token=secrets.token_hex(8))
     return record
+
+
+def _parse_record(data):
+    """A lock record from the bytes of a lock file or object; {} when there is none or it is not ours."""
+    try:
+        record = json.loads(data.decode())
+    except ValueError:  # also UnicodeDecodeError
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def describe_holder(record):
@@ -718,7 +729,11 @@ class _LocalWriter(Writer):
 
 
 class _LocalLock:
-    """flock() on the lock file, polled until the timeout; the holder's record is written into the file."""
+    """flock() on the lock file, polled until the timeout; the holder's record is written into the file.
+
+    A clean release removes the file, so a record found on taking the lock is that of a run that died
+    holding it (the kernel freed its flock): the LockInfo says so, as on S3.
+    """
 
     def __init__(self, path, timeout, owner):
         self.path = path
@@ -737,12 +752,18 @@ class _LocalLock:
                 time.sleep(LOCAL_LOCK_POLL)
             record = _holder_record(self.owner)
             try:
+                previous = _parse_record(os.pread(self._fd, 65536, 0))
                 os.ftruncate(self._fd, 0)
                 os.pwrite(self._fd, json.dumps(record).encode(), 0)
             except OSError:
                 self._release()
                 raise
-        return LockInfo(self.path, record)
+        info = LockInfo(self.path, record)
+        if previous:
+            info.took_over = "took over lock %s from %s: it ended without releasing it" % (
+                self.path, describe_holder(previous))
+            info.note(info.took_over)
+        return info
 
     def _try_acquire(self):
         _make_private_dirs(os.path.dirname(self.path))
@@ -769,8 +790,8 @@ class _LocalLock:
     def _read_holder(self):
         try:
             with open(self.path, "rb") as handle:
-                return json.loads(handle.read().decode() or "{}")
-        except (OSError, ValueError):
+                return _parse_record(handle.read())
+        except OSError:
             return {}
 
     def __exit__(self, *exc_info):
@@ -1097,22 +1118,29 @@ class _S3Writer(Writer):
         self._failed = None  # the first part that failed, to stop producing early
         self._slots = threading.BoundedSemaphore(PARTS_IN_FLIGHT)
 
+    def _part_size(self):
+        """Parts double in size every PARTS_PER_STEP parts (up to GROWN_PART_LIMIT): small objects keep memory low,
+        and an object can still reach about 867 GiB with 8 MiB first parts before S3's 10,000-part limit."""
+        base = self._storage.part_size
+        grown = base << (len(self._parts) // PARTS_PER_STEP)
+        return max(base, min(grown, GROWN_PART_LIMIT))
+
     def _write(self, view):
-        # The largest object is MAX_PARTS * part_size (156 GiB with the 16 MiB default).
-        part_size = self._storage.part_size
+        part_size = self._part_size()
         while view.nbytes:
             room = part_size - len(self._buffer)
             self._buffer += view[:room]
             view = view[room:]
             if len(self._buffer) >= part_size:
                 self._send_part()
+                part_size = self._part_size()
 
     def _send_part(self):
         if self._failed is not None:
             self._failed.result()  # raises the part's error
         if len(self._parts) >= MAX_PARTS:
-            raise StorageError("cannot write %s: it needs more than %d parts of %s; raise the part_size option"
-                               % (self.location, MAX_PARTS, _human_size(self._storage.part_size)))
+            raise StorageError("cannot write %s: it needs more than %d parts (the last of %s); raise the part_size "
+                               "option" % (self.location, MAX_PARTS, _human_size(self._part_size())))
         if self._upload_id is None:
             self._start_upload()
         self._slots.acquire()  # blocks while PARTS_IN_FLIGHT parts are still on their way
@@ -1298,11 +1326,7 @@ class _S3Lock:
                 body = response["Body"].read()
         except NotFound:
             return None
-        try:
-            record = json.loads(body.decode())
-            record = record if isinstance(record, dict) else {}
-        except ValueError:
-            record = {}  # not ours or damaged: it still counts as held until it expires
+        record = _parse_record(body)  # {} when not ours or damaged: it still counts as held until it expires
         expires = _from_iso(record.get("expires"))
         if expires is None:
             expires = calendar.timegm(response["LastModified"].utctimetuple()) + self._ttl

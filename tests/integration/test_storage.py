@@ -192,7 +192,7 @@ def test_reader_resumes_after_a_broken_connection(store):
 
 
 def test_memory_stays_flat_while_streaming_200_mib(store, s3):
-    # Default part size (16 MiB): at most 2 parts in flight plus the one being filled. Measured from
+    # Default part size (8 MiB): at most 2 parts in flight plus the one being filled. Measured from
     # /proc/self/status in a fresh process: ru_maxrss would carry over the peak of the pytest process that
     # spawned it (Linux records the pre-exec peak), and the spike of loading botocore's models would hide
     # growth, so the high-water mark is reset after the warm-up.

@@ -128,7 +128,7 @@ def test_s3_without_boto3_is_a_dependency_error(monkeypatch):
 
 def test_s3_options_defaults_and_none_values():
     options = s3_options({"region": None, "part_size": None, "sse": "AES256"})
-    assert options["part_size"] == 16 * 1024 * 1024 and options["validate_certs"] is True
+    assert options["part_size"] == 8 * 1024 * 1024 and options["validate_certs"] is True
     assert options["sse"] == "AES256" and options["region"] is None
 
 
@@ -169,7 +169,8 @@ def test_endpoint_userinfo_never_printed():
 # --------------------------------------------------------------------------- #
 
 
-def test_uncommitted_write_is_invisible_then_appears_whole(store, open_umask):
+@pytest.mark.usefixtures("open_umask")
+def test_uncommitted_write_is_invisible_then_appears_whole(store):
     writer = store.writer("postgres/db1/b1/dump")
     writer.write(b"a" * 1000)
     writer.write(bytearray(b"b" * 24))
@@ -187,7 +188,8 @@ def test_uncommitted_write_is_invisible_then_appears_whole(store, open_umask):
     assert mode_of(os.path.join(store.root, "postgres/db1/b1/dump")) == 0o600
 
 
-def test_root_and_directories_are_created_private(tmp_path, open_umask):
+@pytest.mark.usefixtures("open_umask")
+def test_root_and_directories_are_created_private(tmp_path):
     store = LocalStorage(str(tmp_path / "new" / "repo"))
     assert not os.path.exists(store.root)  # nothing is created before the first write
     assert store.list("") == [] and not store.exists("x")
@@ -394,7 +396,8 @@ def hold_lock(root, seconds):
     return child
 
 
-def test_lock_contention_names_the_holder(store, open_umask):
+@pytest.mark.usefixtures("open_umask")
+def test_lock_contention_names_the_holder(store):
     child = hold_lock(store.root, 60)
     try:
         started = time.monotonic()
@@ -421,7 +424,11 @@ def test_lock_of_a_sigkilled_holder_is_free_at_once(store):
     started = time.monotonic()
     with store.lock("postgres/db1/.lock", timeout=2) as info:
         assert time.monotonic() - started < 0.5
-        assert info.holder["pid"] == os.getpid() and info.took_over is None
+        assert info.holder["pid"] == os.getpid()
+        assert re.fullmatch(r"took over lock %s/postgres/db1/\.lock from host %s pid %d \(pg_backup db1\) since "
+                            r"\S+: it ended without releasing it" % (store.root, os.uname()[1], child.pid),
+                            info.took_over)
+        assert info.warnings == [info.took_over]
         record = json.loads(Path(store.root, "postgres/db1/.lock").read_text())
         assert record["pid"] == os.getpid() and record["host"] == os.uname()[1] and "since" in record
     assert not os.path.exists(os.path.join(store.root, "postgres/db1/.lock"))  # released: removed
@@ -434,6 +441,7 @@ def test_waiter_gets_the_lock_when_the_holder_finishes(store):
         with store.lock("postgres/db1/.lock", timeout=10, owner="second") as info:
             assert 0.2 < time.monotonic() - started < 5
             assert info.holder["owner"] == "second"
+            assert info.took_over is None  # released properly: nothing to report
     finally:
         child.wait()
 
@@ -511,3 +519,17 @@ def test_human_size():
     assert _storage._human_size(12) == "12 bytes"
     assert _storage._human_size(3 * 1024 * 1024) == "3.0 MiB"
     assert _storage._human_size(5 * 1024 ** 4) == "5120.0 GiB"
+
+
+def test_s3_parts_grow_so_large_objects_fit_the_part_limit():
+    from ansible_collections.keel.ops.plugins.module_utils import _storage
+
+    writer = _storage._S3Writer.__new__(_storage._S3Writer)
+    writer._storage = type("S", (), {"part_size": 8 * 1024 * 1024})()
+    sizes = []
+    for count in (0, 999, 1000, 2000, 4000, 9999):
+        writer._parts = [None] * count
+        sizes.append(writer._part_size() // (1024 * 1024))
+    assert sizes == [8, 8, 16, 32, 128, 128]
+    total = sum(min(8 << (n // 1000), 128) for n in range(_storage.MAX_PARTS))
+    assert total > 860 * 1024  # MiB: about 867 GiB in one object
