@@ -12,13 +12,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import os
 import shutil
 import subprocess
-import tempfile
 import threading
 import time
 
+from ansible_collections.keel.ops.plugins.module_utils import _backup as common
 from ansible_collections.keel.ops.plugins.module_utils import _pipeline as pipeline
 from ansible_collections.keel.ops.plugins.module_utils import _postgres as pg
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, KeelError
@@ -27,30 +26,10 @@ from ansible_collections.keel.ops.plugins.module_utils._repository import (
     isoformat,
     new_backup_id,
     parse_timestamp,
-    plan_retention,
-    retention_configured,
     utcnow,
     validate_retention,
 )
 from ansible_collections.keel.ops.plugins.module_utils._storage import open_storage
-
-KEY_ARTIFACT = "key.age"
-STDERR_TAIL = 2000
-VERSION = "0.1.0"
-
-
-class Reporter:
-    """What the engine may ask of its caller: warnings and whether this is a dry run."""
-
-    def __init__(self, check_mode=False, warn=None):
-        self.check_mode = check_mode
-        self.warnings = []
-        self._warn = warn
-
-    def warn(self, text):
-        self.warnings.append(text)
-        if self._warn:
-            self._warn(text)
 
 
 class PgBackupConfig:
@@ -67,17 +46,14 @@ class PgBackupConfig:
                                           user=params.get("login_user"), password=params.get("login_password"),
                                           database=params.get("maintenance_db") or "postgres",
                                           ssl_mode=params.get("ssl_mode"), ca_cert=params.get("ca_cert"))
-        config.s3 = dict((key[len("s3_"):], value) for key, value in params.items()
-                         if key.startswith("s3_") and value is not None)
+        config.s3 = common.s3_options(params)
         config.compression_level = pipeline.validate_compression(
             params.get("compression") or "zstd", params.get("compression_level"))
         validate_retention(params)
         config.jobs = params.get("jobs") or 1
         if config.jobs < 1:
             raise ConfigError("jobs must be at least 1, got %s" % config.jobs)
-        config.recipients = [(text, pipeline.parse_recipient(text, "encryption_recipients[%d]" % index))
-                             for index, text in enumerate(_recipient_texts(params))]
-        config.passphrase = _read_secret_file(params.get("encryption_passphrase_file"), "encryption_passphrase_file")
+        config.recipients, config.passphrase = common.encryption_from_params(params)
         config.before = parse_timestamp(params["before"], "before") if params.get("before") else None
         if config.jobs > 1 and config.encrypted:
             raise ConfigError("jobs > 1 makes pg_dump write a directory of plaintext files before they could be "
@@ -98,119 +74,12 @@ class PgBackupConfig:
         return "%s-%s-%s" % (host, self.connection.port, subject)
 
 
-def _recipient_texts(params):
-    texts = list(params.get("encryption_recipients") or [])
-    path = params.get("encryption_recipients_file")
-    if path:
-        texts += [line.strip() for line in _read_text(path, "encryption_recipients_file").splitlines()
-                  if line.strip() and not line.strip().startswith("#")]
-    return texts
-
-
-def _read_text(path, option):
-    try:
-        with open(path) as handle:
-            return handle.read()
-    except (IOError, OSError) as error:
-        raise ConfigError("%s: cannot read %s: %s" % (option, path, error.strerror or error))
-
-
-def _read_secret_file(path, option):
-    if not path:
-        return None
-    secret = _read_text(path, option).rstrip("\r\n")
-    if not secret:
-        raise ConfigError("%s: %s is empty" % (option, path))
-    return secret
-
-
 def _repository(config, database):
-    storage = open_storage(config.repository, config.s3 or None)
+    storage = open_storage(config.repository, config.s3)
     return Repository(storage, "postgres", config.source_name(database))
 
 
 # --- child processes --------------------------------------------------------------------------------
-
-class Child:
-    """A client tool run with its stderr in a file (no pipe to fill up), whose failure is never ignored."""
-
-    def __init__(self, argv, env, workdir, stdin=None, stdout=None):
-        self.name = os.path.basename(argv[0])
-        self.stderr_path = os.path.join(workdir, "%s.%d.stderr" % (self.name, id(self)))
-        with open(self.stderr_path, "wb") as stderr:
-            self.proc = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=stderr, env=env)
-
-    def stderr_tail(self):
-        with open(self.stderr_path, "rb") as handle:
-            text = handle.read().decode("utf-8", "replace").strip()
-        return text[-STDERR_TAIL:]
-
-    def finish(self):
-        """Wait and raise with the tool's own words when it failed."""
-        code = self.proc.wait()
-        if code != 0:
-            output = self.stderr_tail() or "no error output"
-            raise pg.PostgresError("%s failed (exit status %d): %s" % (self.name, code, output))
-        return self.stderr_tail()
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
-def _workdir():
-    return tempfile.mkdtemp(prefix="keel-pg-backup-")
-
-
-# --- backup -----------------------------------------------------------------------------------------
-
-class Encoder:
-    """Compression and encryption of one backup: where its artifacts' bytes are turned into stored bytes."""
-
-    def __init__(self, config):
-        self.algorithm = config.compression or "zstd"
-        self.level = config.compression_level
-        self.recipients = [recipient for _text, recipient in config.recipients]
-        self.fingerprints = [pipeline.fingerprint(text) for text, _recipient in config.recipients]
-        self.passphrase = config.passphrase
-        self.wrapped_key = None
-        if self.passphrase:
-            identity, self.wrapped_key = pipeline.new_passphrase_identity(self.passphrase)
-            self.recipients.append(identity.to_public())
-
-    @property
-    def encrypted(self):
-        return bool(self.recipients)
-
-    def artifact_name(self, stem):
-        return stem + pipeline.EXTENSIONS[self.algorithm] + (".age" if self.encrypted else "")
-
-    def manifest(self):
-        encryption = None
-        if self.encrypted:
-            encryption = {"method": "age", "recipients": self.fingerprints, "passphrase": bool(self.passphrase)}
-        return {"compression": {"algorithm": self.algorithm, "level": self.level}, "encryption": encryption}
-
-    def write(self, source, writer):
-        """Stream source into writer; return (bytes read from source, bytes stored, sha256 of stored)."""
-        counted = pipeline.CountingReader(source)
-        hashed = pipeline.HashingWriter(writer)
-        compressed = pipeline.compressing_reader(counted, self.algorithm, self.level)
-        if self.encrypted:
-            pipeline.encrypt(compressed, hashed, self.recipients)
-        else:
-            pipeline.copy(compressed, hashed)
-        return counted.size, hashed.size, hashed.sha256
-
-
-def _store(repo, backup_id, name, encoder, source):
-    """Write one artifact through the encoder; it only becomes visible on commit."""
-    with repo.artifact_writer(backup_id, name) as writer:
-        raw, size, digest = encoder.write(source, writer)
-        writer.commit()
-    return {"name": name, "size": size, "sha256": digest, "raw_size": raw}
-
 
 class _RowCounter(threading.Thread):
     """Count rows in a second connection that imports the dump's snapshot, alongside pg_dump.
@@ -246,11 +115,12 @@ def _dump_database(config, tools, database, repo, backup_id, encoder, workdir):
         filters = dict(schemas=config.schemas or (), exclude_schemas=config.exclude_schemas or (),
                        tables=config.tables or (), exclude_tables=config.exclude_tables or ())
         argv = pg.pg_dump_argv(tools["pg_dump"], database, snapshot=snapshot, **filters)
-        child = Child(argv, config.connection.child_env(workdir, database), workdir, stdout=subprocess.PIPE)
+        child = common.Child(argv, config.connection.child_env(workdir, database), workdir, stdout=subprocess.PIPE)
         counter = _RowCounter(config.connection, database, snapshot, filters)
         counter.start()
         try:
-            artifact = _store(repo, backup_id, encoder.artifact_name(database + ".dump"), encoder, child.proc.stdout)
+            name = encoder.artifact_name(database + ".dump")
+            artifact = common.store_artifact(repo, backup_id, name, encoder, child.proc.stdout)
             child.finish()
         except BaseException:
             child.kill()
@@ -269,10 +139,11 @@ def _dump_database(config, tools, database, repo, backup_id, encoder, workdir):
 
 
 def _dump_globals(config, tools, repo, backup_id, encoder, workdir, superuser):
-    child = Child(pg.pg_dumpall_globals_argv(tools["pg_dumpall"], superuser), config.connection.child_env(workdir),
-                  workdir, stdout=subprocess.PIPE)
+    argv = pg.pg_dumpall_globals_argv(tools["pg_dumpall"], superuser)
+    child = common.Child(argv, config.connection.child_env(workdir), workdir, stdout=subprocess.PIPE)
     try:
-        artifact = _store(repo, backup_id, encoder.artifact_name("globals.sql"), encoder, child.proc.stdout)
+        name = encoder.artifact_name("globals.sql")
+        artifact = common.store_artifact(repo, backup_id, name, encoder, child.proc.stdout)
         child.finish()
     except BaseException:
         child.kill()
@@ -293,18 +164,6 @@ def _databases_to_dump(config, admin):
     return [config.database]
 
 
-def _retention(repo, config, reporter, exclude=()):
-    policy = dict((option, getattr(config, option, None)) for option in
-                  ("keep_last", "keep_daily", "keep_weekly", "keep_monthly"))
-    if not retention_configured(policy):
-        return {"applied": False, "kept": [], "deleted": []}
-    backups = repo.list()
-    keep, delete = plan_retention([(b.id, b.time) for b in backups if b.id not in exclude], policy)
-    if not reporter.check_mode:
-        repo.delete(delete)
-    return {"applied": True, "kept": sorted(keep, reverse=True), "deleted": delete, "reasons": keep}
-
-
 def backup(config, reporter):
     """state=present: take a backup, then apply retention."""
     tools = pg.find_tools(config.bin_dir)
@@ -321,15 +180,15 @@ def backup(config, reporter):
     if reporter.check_mode:
         return dict(changed=True, plan=plan, backup_id=None, msg="would back up %s into %s"
                     % (", ".join(databases) or "the globals", repo.describe()))
-    encoder = Encoder(config)
-    workdir = _workdir()
+    encoder = common.Encoder(config)
+    workdir = common.workdir()
     try:
         with repo.lock(config.lock_timeout) as lock:
             for warning in lock.warnings:
                 reporter.warn(warning)
             cleaned = repo.cleanup()
             manifest = _take_backup(config, tools, repo, encoder, databases, server, client, workdir, lock)
-            retention = _retention(repo, config, reporter)
+            retention = common.apply_retention(repo, config, reporter)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     artifacts = manifest["artifacts"]
@@ -351,12 +210,7 @@ def _take_backup(config, tools, repo, encoder, databases, server, client, workdi
     artifacts, statistics = [], {}
     try:
         if encoder.wrapped_key:
-            with repo.artifact_writer(backup_id, KEY_ARTIFACT) as writer:
-                hashed = pipeline.HashingWriter(writer)
-                hashed.write(encoder.wrapped_key)
-                writer.commit()
-            artifacts.append({"name": KEY_ARTIFACT, "size": hashed.size, "sha256": hashed.sha256, "raw_size": 0,
-                              "kind": "key"})
+            artifacts.append(common.store_key(repo, backup_id, encoder))
         if config.scope in ("cluster", "globals"):
             artifacts.append(_dump_globals(config, tools, repo, backup_id, encoder, workdir, server["superuser"]))
         for database in databases:
@@ -368,7 +222,7 @@ def _take_backup(config, tools, repo, encoder, databases, server, client, workdi
                         source={"name": repo.source, "host": config.connection.host, "port": config.connection.port,
                                 "database": config.database, "scope": config.scope,
                                 "server_version": server["version"]},
-                        tool={"name": "keel.ops.pg_backup", "version": VERSION, "client": client},
+                        tool={"name": "keel.ops.pg_backup", "version": common.VERSION, "client": client},
                         started=isoformat(started), finished=isoformat(utcnow()), duration=duration,
                         labels=config.labels or {}, artifacts=artifacts, statistics=statistics,
                         options={"schemas": config.schemas, "exclude_schemas": config.exclude_schemas,
@@ -383,66 +237,14 @@ def _take_backup(config, tools, repo, encoder, databases, server, client, workdi
 
 # --- restore ----------------------------------------------------------------------------------------
 
-class _KeyWorks(Exception):
-    """Raised by the probe writer at the first decrypted byte: the key opens the backup."""
-
-
-class _ProbeWriter:
-    def write(self, data):
-        raise _KeyWorks()
-
-    def flush(self):
-        pass
-
-
-def _identities(config, repo, backup):
-    """The keys that open an encrypted backup, proven on its first artifact before anything is touched."""
-    encryption = backup.manifest.get("encryption")
-    if not encryption:
-        return None
-    identities = []
-    if config.decryption_identity_file:
-        identities += pipeline.parse_identities(_read_text(config.decryption_identity_file, "decryption_identity_file"),
-                                                config.decryption_identity_file)
-    passphrase = _read_secret_file(config.decryption_passphrase_file, "decryption_passphrase_file")
-    if passphrase and encryption.get("passphrase"):
-        with repo.open_artifact(backup.id, KEY_ARTIFACT) as reader:
-            identities.append(pipeline.open_passphrase_identity(reader.read(), passphrase))
-    if not identities:
-        raise pipeline.DecryptionKeyError(
-            "backup %s is encrypted (recipients %s%s): give decryption_identity_file%s"
-            % (backup.id, ", ".join(encryption["recipients"]) or "none",
-               ", passphrase" if encryption.get("passphrase") else "",
-               " or decryption_passphrase_file" if encryption.get("passphrase") else ""))
-    data_artifact = next(a for a in backup.manifest["artifacts"] if a["kind"] != "key")
-    with repo.open_artifact(backup.id, data_artifact["name"]) as reader:
-        try:
-            pipeline.decrypt(reader, _ProbeWriter(), identities)
-        except _KeyWorks:
-            return identities
-    return identities
-
-
-def _stream_into(repo, backup, artifact, identities, consumer_stdin):
-    """Storage -> (decrypt) -> decompress -> a child's stdin."""
-    algorithm = backup.manifest["compression"]["algorithm"]
-    sink = pipeline.decompressing_writer(consumer_stdin, algorithm)
-    with repo.open_artifact(backup.id, artifact["name"]) as reader:
-        if identities:
-            pipeline.decrypt(reader, sink, identities)
-        else:
-            pipeline.copy(reader, sink)
-    sink.close()
-
-
 def _restore_artifact(config, tools, repo, backup, artifact, identities, target, workdir, clean=False):
     argv = pg.pg_restore_argv(tools["pg_restore"], target, no_owner=config.no_owner, role=config.role,
                               schemas=_restore_schemas(config), tables=_table_names(config.restore_tables))
     if clean:
         argv[1:1] = ["--clean", "--if-exists"]
-    child = Child(argv, config.connection.child_env(workdir, target), workdir, stdin=subprocess.PIPE)
+    child = common.Child(argv, config.connection.child_env(workdir, target), workdir, stdin=subprocess.PIPE)
     try:
-        _stream_into(repo, backup, artifact, identities, child.proc.stdin)
+        common.stream_into(repo, backup, artifact, identities, child.proc.stdin)
         child.proc.stdin.close()
     except (BrokenPipeError, ConnectionResetError):
         # pg_restore stopped reading: either it failed (finish() raises with its words) or, restoring only some
@@ -550,11 +352,11 @@ def restore(config, reporter):
                                                                ", dropping it first" if plan["drop_target"] else ""))
     started = time.monotonic()
     checked = repo.check_artifacts(chosen)
-    identities = _identities(config, repo, chosen)
+    identities = common.open_identities(config, repo, chosen)
     safety = None
     if plan["safety_backup"]:
         safety = _safety_backup(config, target, reporter)
-    workdir = _workdir()
+    workdir = common.workdir()
     try:
         _prepare_target(config, target, state, partial, chosen.manifest["statistics"][artifact["database"]])
         restore_started = time.monotonic()
@@ -623,9 +425,9 @@ def verify(config, reporter):
                     plan={"backup_id": chosen.id, "databases": [a["database"] for a in databases]})
     started = time.monotonic()
     checked = repo.check_artifacts(chosen)
-    identities = _identities(config, repo, chosen)
+    identities = common.open_identities(config, repo, chosen)
     results = []
-    workdir = _workdir()
+    workdir = common.workdir()
     try:
         for artifact in databases:
             results.append(_verify_database(config, tools, repo, chosen, artifact, identities, workdir))
@@ -634,7 +436,7 @@ def verify(config, reporter):
     duration = round(time.monotonic() - started, 3)
     rto = round(sum(r["restore_duration"] for r in results), 3)
     verification = {"time": isoformat(utcnow()), "result": "ok", "duration": duration, "restore_duration": rto,
-                    "artifacts_checked": checked, "databases": results, "tool_version": VERSION}
+                    "artifacts_checked": checked, "databases": results, "tool_version": common.VERSION}
     repo.record_verification(chosen.id, verification)
     return dict(changed=True, backup_id=chosen.id, verification=verification, restore_duration=rto,
                 duration=duration, msg="backup %s verified: checksums match and it restores in %.1fs (%s)"
@@ -672,11 +474,11 @@ def prune(config, reporter):
     """state=absent: apply retention without taking a backup."""
     repo = _repository(config, config.database)
     if reporter.check_mode:
-        result = _retention(repo, config, reporter)
+        result = common.apply_retention(repo, config, reporter)
     else:
         with repo.lock(config.lock_timeout):
             cleaned = repo.cleanup()
-            result = _retention(repo, config, reporter)
+            result = common.apply_retention(repo, config, reporter)
             result["cleaned_up"] = cleaned
     if not result["applied"]:
         raise ConfigError("state=absent applies retention: set at least one of keep_last, keep_daily, keep_weekly, "
@@ -706,8 +508,7 @@ def _wanted(backup, params, since):
 
 def describe_backups(params):
     """pg_backup_info: filtered backups newest first, and whether the newest is older than max_age hours."""
-    s3 = dict((key[len("s3_"):], value) for key, value in params.items() if key.startswith("s3_") and value is not None)
-    storage = open_storage(params["repository"], s3 or None)
+    storage = common.open_repository_storage(params)
     since = parse_timestamp(params["since"], "since") if params.get("since") else None
     backups = [b for b in list_backups(storage, params.get("source")) if _wanted(b, params, since)]
     if params.get("limit") is not None:

@@ -278,6 +278,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.keel.ops.plugins.module_utils import _argspecs as specs
 from ansible_collections.keel.ops.plugins.module_utils import _pg_backup as engine
+from ansible_collections.keel.ops.plugins.module_utils._backup import Reporter
 from ansible_collections.keel.ops.plugins.module_utils._errors import KeelError
 
 ARGUMENT_SPEC = specs.merged(
@@ -310,7 +311,7 @@ ACTIONS = {"present": engine.backup, "restored": engine.restore, "verified": eng
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    reporter = engine.Reporter(check_mode=module.check_mode, warn=module.warn)
+    reporter = Reporter(check_mode=module.check_mode, warn=module.warn)
     try:
         config = engine.PgBackupConfig.from_params(module.params)
         result = ACTIONS[module.params["state"]](config, reporter)

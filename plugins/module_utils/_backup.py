@@ -1,0 +1,239 @@
+# -*- coding: utf-8 -*-
+# Copyright: keel.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What every backup engine shares (pg_backup's, redis_snapshot's): the reporter, secret files, client tools run
+as children, the encoder that turns a stream into a stored artifact, the keys that open one, and retention."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import subprocess
+import tempfile
+
+from ansible_collections.keel.ops.plugins.module_utils import _pipeline as pipeline
+from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, KeelError
+from ansible_collections.keel.ops.plugins.module_utils._repository import plan_retention, retention_configured
+from ansible_collections.keel.ops.plugins.module_utils._storage import open_storage
+
+KEY_ARTIFACT = "key.age"
+STDERR_TAIL = 2000
+VERSION = "0.1.0"
+RETENTION_OPTIONS = ("keep_last", "keep_daily", "keep_weekly", "keep_monthly")
+
+
+class ToolError(KeelError):
+    """A child process (pg_dump, redis-check-rdb, a stop hook...) failed; the message carries its stderr."""
+
+
+class Reporter:
+    """What the engine may ask of its caller: warnings and whether this is a dry run."""
+
+    def __init__(self, check_mode=False, warn=None):
+        self.check_mode = check_mode
+        self.warnings = []
+        self._warn = warn
+
+    def warn(self, text):
+        self.warnings.append(text)
+        if self._warn:
+            self._warn(text)
+
+
+def recipient_texts(params):
+    texts = list(params.get("encryption_recipients") or [])
+    path = params.get("encryption_recipients_file")
+    if path:
+        texts += [line.strip() for line in read_text(path, "encryption_recipients_file").splitlines()
+                  if line.strip() and not line.strip().startswith("#")]
+    return texts
+
+
+def read_text(path, option):
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except (IOError, OSError) as error:
+        raise ConfigError("%s: cannot read %s: %s" % (option, path, error.strerror or error))
+
+
+def read_secret_file(path, option):
+    if not path:
+        return None
+    secret = read_text(path, option).rstrip("\r\n")
+    if not secret:
+        raise ConfigError("%s: %s is empty" % (option, path))
+    return secret
+
+
+class Child:
+    """A client tool run with its stderr in a file (no pipe to fill up), whose failure is never ignored."""
+
+    def __init__(self, argv, env, workdir, stdin=None, stdout=None):
+        self.name = os.path.basename(argv[0])
+        self.stderr_path = os.path.join(workdir, "%s.%d.stderr" % (self.name, id(self)))
+        with open(self.stderr_path, "wb") as stderr:
+            self.proc = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=stderr, env=env)
+
+    def stderr_tail(self):
+        with open(self.stderr_path, "rb") as handle:
+            text = handle.read().decode("utf-8", "replace").strip()
+        return text[-STDERR_TAIL:]
+
+    def finish(self):
+        """Wait and raise with the tool's own words when it failed."""
+        code = self.proc.wait()
+        if code != 0:
+            output = self.stderr_tail() or "no error output"
+            raise ToolError("%s failed (exit status %d): %s" % (self.name, code, output))
+        return self.stderr_tail()
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def workdir():
+    return tempfile.mkdtemp(prefix="keel-pg-backup-")
+
+
+# --- backup -----------------------------------------------------------------------------------------
+
+class Encoder:
+    """Compression and encryption of one backup: where its artifacts' bytes are turned into stored bytes."""
+
+    def __init__(self, config):
+        self.algorithm = config.compression or "zstd"
+        self.level = config.compression_level
+        self.recipients = [recipient for _text, recipient in config.recipients]
+        self.fingerprints = [pipeline.fingerprint(text) for text, _recipient in config.recipients]
+        self.passphrase = config.passphrase
+        self.wrapped_key = None
+        if self.passphrase:
+            identity, self.wrapped_key = pipeline.new_passphrase_identity(self.passphrase)
+            self.recipients.append(identity.to_public())
+
+    @property
+    def encrypted(self):
+        return bool(self.recipients)
+
+    def artifact_name(self, stem):
+        return stem + pipeline.EXTENSIONS[self.algorithm] + (".age" if self.encrypted else "")
+
+    def manifest(self):
+        encryption = None
+        if self.encrypted:
+            encryption = {"method": "age", "recipients": self.fingerprints, "passphrase": bool(self.passphrase)}
+        return {"compression": {"algorithm": self.algorithm, "level": self.level}, "encryption": encryption}
+
+    def write(self, source, writer):
+        """Stream source into writer; return (bytes read from source, bytes stored, sha256 of stored)."""
+        counted = pipeline.CountingReader(source)
+        hashed = pipeline.HashingWriter(writer)
+        compressed = pipeline.compressing_reader(counted, self.algorithm, self.level)
+        if self.encrypted:
+            pipeline.encrypt(compressed, hashed, self.recipients)
+        else:
+            pipeline.copy(compressed, hashed)
+        return counted.size, hashed.size, hashed.sha256
+
+
+def store_key(repo, backup_id, encoder):
+    """Store the passphrase-sealed key of an encrypted backup beside its data."""
+    with repo.artifact_writer(backup_id, KEY_ARTIFACT) as writer:
+        hashed = pipeline.HashingWriter(writer)
+        hashed.write(encoder.wrapped_key)
+        writer.commit()
+    return {"name": KEY_ARTIFACT, "size": hashed.size, "sha256": hashed.sha256, "raw_size": 0, "kind": "key"}
+
+
+def store_artifact(repo, backup_id, name, encoder, source):
+    """Write one artifact through the encoder; it only becomes visible on commit."""
+    with repo.artifact_writer(backup_id, name) as writer:
+        raw, size, digest = encoder.write(source, writer)
+        writer.commit()
+    return {"name": name, "size": size, "sha256": digest, "raw_size": raw}
+
+
+def apply_retention(repo, config, reporter, exclude=()):
+    policy = dict((option, getattr(config, option, None)) for option in
+                  RETENTION_OPTIONS)
+    if not retention_configured(policy):
+        return {"applied": False, "kept": [], "deleted": []}
+    backups = repo.list()
+    keep, delete = plan_retention([(b.id, b.time) for b in backups if b.id not in exclude], policy)
+    if not reporter.check_mode:
+        repo.delete(delete)
+    return {"applied": True, "kept": sorted(keep, reverse=True), "deleted": delete, "reasons": keep}
+
+
+class _KeyWorks(Exception):
+    """Raised by the probe writer at the first decrypted byte: the key opens the backup."""
+
+
+class _ProbeWriter:
+    def write(self, data):
+        raise _KeyWorks()
+
+    def flush(self):
+        pass
+
+
+def open_identities(config, repo, backup):
+    """The keys that open an encrypted backup, proven on its first artifact before anything is touched."""
+    encryption = backup.manifest.get("encryption")
+    if not encryption:
+        return None
+    identities = []
+    if config.decryption_identity_file:
+        identities += pipeline.parse_identities(read_text(config.decryption_identity_file, "decryption_identity_file"),
+                                                config.decryption_identity_file)
+    passphrase = read_secret_file(config.decryption_passphrase_file, "decryption_passphrase_file")
+    if passphrase and encryption.get("passphrase"):
+        with repo.open_artifact(backup.id, KEY_ARTIFACT) as reader:
+            identities.append(pipeline.open_passphrase_identity(reader.read(), passphrase))
+    if not identities:
+        raise pipeline.DecryptionKeyError(
+            "backup %s is encrypted (recipients %s%s): give decryption_identity_file%s"
+            % (backup.id, ", ".join(encryption["recipients"]) or "none",
+               ", passphrase" if encryption.get("passphrase") else "",
+               " or decryption_passphrase_file" if encryption.get("passphrase") else ""))
+    data_artifact = next(a for a in backup.manifest["artifacts"] if a["kind"] != "key")
+    with repo.open_artifact(backup.id, data_artifact["name"]) as reader:
+        try:
+            pipeline.decrypt(reader, _ProbeWriter(), identities)
+        except _KeyWorks:
+            return identities
+    return identities
+
+
+def stream_into(repo, backup, artifact, identities, consumer_stdin):
+    """Storage -> (decrypt) -> decompress -> a child's stdin."""
+    algorithm = backup.manifest["compression"]["algorithm"]
+    sink = pipeline.decompressing_writer(consumer_stdin, algorithm)
+    with repo.open_artifact(backup.id, artifact["name"]) as reader:
+        if identities:
+            pipeline.decrypt(reader, sink, identities)
+        else:
+            pipeline.copy(reader, sink)
+    sink.close()
+
+
+def s3_options(params):
+    """The s3_* module options as the storage layer's s3 dict (None when none is set)."""
+    options = dict((key[len("s3_"):], value) for key, value in params.items()
+                   if key.startswith("s3_") and value is not None)
+    return options or None
+
+
+def encryption_from_params(params):
+    """(recipients as (text, object) pairs, passphrase or None) from the encryption_* options."""
+    recipients = [(text, pipeline.parse_recipient(text, "encryption_recipients[%d]" % index))
+                  for index, text in enumerate(recipient_texts(params))]
+    return recipients, read_secret_file(params.get("encryption_passphrase_file"), "encryption_passphrase_file")
+
+
+def open_repository_storage(params):
+    return open_storage(params["repository"], s3_options(params))
