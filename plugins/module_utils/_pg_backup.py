@@ -12,6 +12,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
 import shutil
 import subprocess
 import threading
@@ -114,17 +115,11 @@ def _dump_database(config, tools, database, repo, backup_id, encoder, workdir):
         snapshot = pg.export_snapshot(snapshot_conn)
         filters = dict(schemas=config.schemas or (), exclude_schemas=config.exclude_schemas or (),
                        tables=config.tables or (), exclude_tables=config.exclude_tables or ())
-        argv = pg.pg_dump_argv(tools["pg_dump"], database, snapshot=snapshot, **filters)
-        child = common.Child(argv, config.connection.child_env(workdir, database), workdir, stdout=subprocess.PIPE)
         counter = _RowCounter(config.connection, database, snapshot, filters)
         counter.start()
         try:
-            name = encoder.artifact_name(database + ".dump")
-            artifact = common.store_artifact(repo, backup_id, name, encoder, child.proc.stdout)
-            child.finish()
-        except BaseException:
-            child.kill()
-            raise
+            dump = _dump_directory if config.jobs > 1 else _dump_stream
+            artifact = dump(config, tools, database, snapshot, filters, repo, backup_id, encoder, workdir)
         finally:
             counter.join()
         if counter.error is not None:
@@ -134,8 +129,38 @@ def _dump_database(config, tools, database, repo, backup_id, encoder, workdir):
     finally:
         snapshot_conn.rollback()
         snapshot_conn.close()
-    artifact.update(kind="database", database=database, format="custom")
+    artifact["database"] = database
     return artifact, counter.stats
+
+
+def _dump_stream(config, tools, database, snapshot, filters, repo, backup_id, encoder, workdir):
+    """Custom format straight from pg_dump's stdout into the repository: nothing touches the local disk."""
+    argv = pg.pg_dump_argv(tools["pg_dump"], database, snapshot=snapshot, **filters)
+    child = common.Child(argv, config.connection.child_env(workdir, database), workdir, stdout=subprocess.PIPE)
+    try:
+        name = encoder.artifact_name(database + ".dump")
+        artifact = common.store_artifact(repo, backup_id, name, encoder, child.proc.stdout)
+        child.finish()
+    except BaseException:
+        child.kill()
+        raise
+    return dict(artifact, kind="database", format="custom")
+
+
+def _dump_directory(config, tools, database, snapshot, filters, repo, backup_id, encoder, workdir):
+    """Directory format with parallel pg_dump workers, then stored as one tar artifact. Its files sit on local
+    disk in plaintext for a while, which is why from_params() refuses jobs > 1 with encryption."""
+    directory = os.path.join(workdir, database + ".dir")
+    argv = pg.pg_dump_argv(tools["pg_dump"], database, snapshot=snapshot, jobs=config.jobs, directory=directory,
+                           **filters)
+    common.Child(argv, config.connection.child_env(workdir, database), workdir).finish()
+    reader = pipeline.DirectoryReader(directory)
+    try:
+        artifact = common.store_artifact(repo, backup_id, encoder.artifact_name(database + ".dir.tar"), encoder, reader)
+    finally:
+        reader.close()
+        shutil.rmtree(directory, ignore_errors=True)
+    return dict(artifact, kind="database", format="directory")
 
 
 def _dump_globals(config, tools, repo, backup_id, encoder, workdir, superuser):
@@ -238,11 +263,20 @@ def _take_backup(config, tools, repo, encoder, databases, server, client, workdi
 # --- restore ----------------------------------------------------------------------------------------
 
 def _restore_artifact(config, tools, repo, backup, artifact, identities, target, workdir, clean=False):
+    """Stream the artifact into pg_restore's stdin, or (directory format, or jobs > 1) onto local disk first."""
+    on_disk = artifact.get("format") == "directory" or config.jobs > 1
+    path = None
+    if on_disk:
+        path = _restore_to_disk(repo, backup, artifact, identities, workdir)
     argv = pg.pg_restore_argv(tools["pg_restore"], target, no_owner=config.no_owner, role=config.role,
-                              schemas=_restore_schemas(config), tables=_table_names(config.restore_tables))
+                              schemas=_restore_schemas(config), tables=_table_names(config.restore_tables),
+                              jobs=config.jobs if on_disk else 1, path=path)
     if clean:
         argv[1:1] = ["--clean", "--if-exists"]
-    child = common.Child(argv, config.connection.child_env(workdir, target), workdir, stdin=subprocess.PIPE)
+    env = config.connection.child_env(workdir, target)
+    if on_disk:
+        return common.Child(argv, env, workdir).finish()
+    child = common.Child(argv, env, workdir, stdin=subprocess.PIPE)
     try:
         common.stream_into(repo, backup, artifact, identities, child.proc.stdin)
         child.proc.stdin.close()
@@ -254,6 +288,24 @@ def _restore_artifact(config, tools, repo, backup, artifact, identities, target,
         child.kill()
         raise
     return child.finish()
+
+
+def _restore_to_disk(repo, backup, artifact, identities, workdir):
+    """Unpack an artifact under workdir for pg_restore --jobs; only unencrypted backups get here."""
+    if identities:
+        raise ConfigError("restoring backup %s with jobs > 1 would write its decrypted dump to local disk; restore "
+                          "encrypted backups with jobs: 1" % backup.id)
+    if artifact.get("format") == "directory":
+        path = os.path.join(workdir, "restore.dir")
+        sink = pipeline.DirectoryWriter(path)
+    else:
+        path = os.path.join(workdir, "restore.dump")
+        sink = open(path, "wb")
+    try:
+        common.stream_into(repo, backup, artifact, identities, sink)
+    finally:
+        sink.close()
+    return path
 
 
 def _restore_schemas(config):

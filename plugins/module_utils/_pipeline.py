@@ -14,6 +14,9 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import hashlib
+import os
+import tarfile
+import threading
 import zlib
 
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, DependencyError, KeelError
@@ -127,6 +130,77 @@ class NullWriter:
 
     def flush(self):
         pass
+
+
+# --- directories as streams -------------------------------------------------------------------------
+
+class _PipeThread:
+    """A pipe with a thread on the far end; close() joins it and re-raises what it failed with."""
+
+    def __init__(self, work, *args):
+        read_fd, write_fd = os.pipe()
+        self._read, self._write = os.fdopen(read_fd, "rb"), os.fdopen(write_fd, "wb")
+        self.error = None
+        self._thread = threading.Thread(target=self._run, args=(work,) + args)
+        self._thread.daemon = True
+        self._thread.start()
+
+    def _run(self, work, *args):
+        try:
+            work(*args)
+        except Exception as error:  # pylint: disable=broad-except
+            self.error = error
+
+    def _finish(self, mine, theirs):
+        mine.close()  # an early close makes the far end fail fast instead of blocking forever
+        self._thread.join()
+        theirs.close()
+        if self.error is not None:
+            raise IntegrityError("directory stream failed: %s" % self.error)
+
+
+class DirectoryReader(_PipeThread):
+    """A directory read as a tar stream (pg_dump's directory format, stored as one artifact)."""
+
+    def __init__(self, directory):
+        _PipeThread.__init__(self, self._produce, directory)
+
+    def _produce(self, directory):
+        with self._write as out:
+            with tarfile.open(fileobj=out, mode="w|") as archive:
+                archive.add(directory, arcname=".")
+
+    def read(self, size=-1):
+        return self._read.read(size)
+
+    def close(self):
+        self._finish(self._read, self._write)
+
+
+class DirectoryWriter(_PipeThread):
+    """A tar stream written out as files under a directory (the way back for DirectoryReader)."""
+
+    def __init__(self, directory):
+        _PipeThread.__init__(self, self._consume, directory)
+
+    def _consume(self, directory):
+        with self._read as source:
+            with tarfile.open(fileobj=source, mode="r|") as archive:
+                for member in archive:
+                    if not (member.isfile() or member.isdir()) or member.name.startswith(("/", "..")) \
+                            or "/../" in member.name:
+                        raise IntegrityError("unexpected entry %r in a directory artifact" % member.name)
+                    archive.extract(member, directory)
+
+    def write(self, data):
+        self._write.write(data)
+        return len(data)
+
+    def flush(self):
+        pass
+
+    def close(self):
+        self._finish(self._write, self._read)
 
 
 # --- compression ------------------------------------------------------------------------------------

@@ -155,10 +155,12 @@ def pg_dumpall_globals_argv(tool, superuser=True):
     return argv
 
 
-def pg_restore_argv(tool, database, no_owner=False, role=None, schemas=(), tables=(), jobs=1, directory=None):
+def pg_restore_argv(tool, database, no_owner=False, role=None, schemas=(), tables=(), jobs=1, path=None):
+    """pg_restore reading stdin (one stream, one transaction) or, with a path, a file or directory on disk,
+    which is what --jobs needs."""
     argv = [tool, "--no-password", "--exit-on-error", "--dbname=%s" % database]
     if jobs > 1:
-        argv += ["--jobs=%d" % jobs, directory]
+        argv.append("--jobs=%d" % jobs)
     else:
         argv.append("--single-transaction")  # all or nothing: a failed restore leaves an empty database
     if no_owner:
@@ -167,7 +169,7 @@ def pg_restore_argv(tool, database, no_owner=False, role=None, schemas=(), table
         argv.append("--role=%s" % role)
     argv += ["--schema=%s" % schema for schema in schemas]
     argv += ["--table=%s" % table for table in tables]
-    return argv
+    return argv + ([path] if path else [])
 
 
 # --- queries ----------------------------------------------------------------------------------------

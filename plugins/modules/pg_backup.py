@@ -85,8 +85,12 @@ options:
     elements: str
   jobs:
     description:
-      - Reserved for parallel dumps in directory format; only 1 is combined with encryption, since the
-        directory format writes plaintext files before they could be encrypted.
+      - For O(state=present), more than 1 runs that many C(pg_dump) workers in directory format; the directory
+        is then stored as one tar artifact. For O(state=restored) and O(state=verified), that many
+        C(pg_restore) workers.
+      - Both write the plaintext dump to the module's temporary directory first, so they are refused for
+        encrypted backups. With 1 (the default) nothing touches the local disk, and compression still runs on
+        every core.
     type: int
     default: 1
   compression:

@@ -311,6 +311,8 @@ def test_info_warns_when_the_newest_backup_is_stale(repo, postgres, dbname):
     ({"state": "restored", "before": "yesterday"}, "before must be an ISO 8601 timestamp"),
     ({"source": "../etc"}, "is not usable as a repository folder name"),
     ({"jobs": 2, "encryption_passphrase_file": "/dev/null"}, "is empty"),
+    ({"jobs": 2, "encryption_recipients": ["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"]},
+     "write a directory of plaintext files"),
 ])
 def test_bad_input_fails_precisely(postgres, repo, args, message):
     run = run_module("pg_backup", dict(conn_args(postgres), repository=repo, database="keel", **args))
@@ -328,3 +330,18 @@ def test_round_trip_on_postgresql_15(postgres15, tmp_path):
     done = restore(postgres15, repo, name, name + "_restored")
     assert done.returncode == 0, done.get("msg")
     assert fingerprints(postgres15, name + "_restored") == fingerprints(postgres15, name)
+
+
+def test_parallel_directory_format_round_trip(postgres, dbname, repo):
+    taken = backup(postgres, repo, dbname, jobs=2)
+    assert taken.returncode == 0, taken.get("msg")
+    assert taken["artifacts"][0]["format"] == "directory"
+    assert taken["artifacts"][0]["name"] == "%s.dir.tar.zst" % dbname
+    done = restore(postgres, repo, dbname, dbname + "_par", jobs=2)
+    assert done.returncode == 0, done.get("msg")
+    assert fingerprints(postgres, dbname + "_par") == fingerprints(postgres, dbname)
+    # a custom-format backup restored with parallel workers, and a directory one restored with a single one
+    custom = backup(postgres, repo, dbname)
+    assert restore(postgres, repo, dbname, dbname + "_par2", jobs=2, backup_id=custom["backup_id"]).returncode == 0
+    assert restore(postgres, repo, dbname, dbname + "_par3", backup_id=taken["backup_id"]).returncode == 0
+    assert fingerprints(postgres, dbname + "_par3") == fingerprints(postgres, dbname)
