@@ -390,8 +390,12 @@ def restore(config, reporter):
     pg.validate_identifier(target, "target_database")
     partial = bool(config.restore_schemas or config.restore_tables)
     state = _target_state(config.connection, target)
+    if config.restore_globals and not _globals_artifact(chosen):
+        raise ConfigError("restore_globals: backup %s holds no globals; only scope cluster or globals backups do"
+                          % chosen.id)
     plan = {"backup_id": chosen.id, "backup_time": isoformat(chosen.time), "source": repo.source,
             "artifact": artifact["name"], "target_database": target, "target_state": state,
+            "restore_globals": bool(config.restore_globals),
             "drop_target": state == "not empty" and not partial, "partial": partial,
             "safety_backup": bool(config.safety_backup and state == "not empty")}
     if state == "not empty" and not config.replace:
@@ -410,6 +414,8 @@ def restore(config, reporter):
         safety = _safety_backup(config, target, reporter)
     workdir = common.workdir()
     try:
+        if config.restore_globals:
+            _restore_globals(config, tools, repo, chosen, identities, workdir, reporter)
         _prepare_target(config, target, state, partial, chosen.manifest["statistics"][artifact["database"]])
         restore_started = time.monotonic()
         _restore_artifact(config, tools, repo, chosen, artifact, identities, target, workdir,
@@ -426,6 +432,28 @@ def restore(config, reporter):
                 restore_duration=round(restore_seconds, 3),
                 msg="restored backup %s into %s: %d tables, %d rows match the backup, in %.1fs"
                 % (chosen.id, target, checked_stats["tables"], checked_stats["rows"], duration))
+
+
+def _globals_artifact(backup):
+    return next((a for a in backup.manifest["artifacts"] if a["kind"] == "globals"), None)
+
+
+def _restore_globals(config, tools, repo, backup, identities, workdir, reporter):
+    """Replay roles and tablespaces through psql. Roles that already exist make psql report errors and go on,
+    which is what a restore into a living cluster needs; those errors come back as warnings."""
+    argv = [tools["psql"], "--no-password", "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=0"]
+    child = common.Child(argv, config.connection.child_env(workdir), workdir, stdin=subprocess.PIPE,
+                         stdout=subprocess.DEVNULL)
+    try:
+        common.stream_into(repo, backup, _globals_artifact(backup), identities, child.proc.stdin)
+        child.proc.stdin.close()
+    except BaseException:
+        child.kill()
+        raise
+    errors = [line for line in child.finish().splitlines() if "ERROR" in line]
+    if errors:
+        reporter.warn("restoring the globals of backup %s: %d statements failed, e.g. %s"
+                      % (backup.id, len(errors), errors[0]))
 
 
 def _safety_backup(config, target, reporter):

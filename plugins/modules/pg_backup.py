@@ -138,6 +138,12 @@ options:
     description: Restore only these schemas out of the backup.
     type: list
     elements: str
+  restore_globals:
+    description:
+      - With a O(scope=cluster) or O(scope=globals) backup, also replay its globals (roles, tablespaces) through
+        C(psql) before the database; statements that fail because an object already exists are reported as warnings.
+    type: bool
+    default: false
   restore_tables:
     description:
       - Restore only these tables out of a whole-database backup (C(schema.table) or C(table)); with
@@ -308,6 +314,7 @@ ARGUMENT_SPEC = specs.merged(
     role=dict(type="str"),
     restore_schemas=dict(type="list", elements="str"),
     restore_tables=dict(type="list", elements="str"),
+    restore_globals=dict(type="bool", default=False),
 )
 
 ACTIONS = {"present": engine.backup, "restored": engine.restore, "verified": engine.verify, "absent": engine.prune}

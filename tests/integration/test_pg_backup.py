@@ -345,3 +345,30 @@ def test_parallel_directory_format_round_trip(postgres, dbname, repo):
     assert restore(postgres, repo, dbname, dbname + "_par2", jobs=2, backup_id=custom["backup_id"]).returncode == 0
     assert restore(postgres, repo, dbname, dbname + "_par3", backup_id=taken["backup_id"]).returncode == 0
     assert fingerprints(postgres, dbname + "_par3") == fingerprints(postgres, dbname)
+
+
+def test_cluster_backup_restores_globals_and_one_database(postgres, dbname, repo):
+    conn = connect(postgres)
+    with conn.cursor() as cur:
+        cur.execute("DROP ROLE IF EXISTS keel_cluster_role")
+        cur.execute("CREATE ROLE keel_cluster_role NOLOGIN")
+    conn.close()
+    taken = run_module("pg_backup", dict(conn_args(postgres), repository=repo, scope="cluster", source="cluster"))
+    assert taken.returncode == 0, taken.get("msg")
+    kinds = [a["kind"] for a in taken["artifacts"]]
+    assert kinds[0] == "globals" and dbname in [a.get("database") for a in taken["artifacts"]]
+    conn = connect(postgres)
+    with conn.cursor() as cur:
+        cur.execute("DROP ROLE keel_cluster_role")
+    conn.close()
+    done = run_module("pg_backup", dict(conn_args(postgres), state="restored", repository=repo, scope="cluster",
+                                        source="cluster", database=dbname, target_database=dbname + "_c",
+                                        restore_globals=True))
+    assert done.returncode == 0, done.get("msg")
+    assert fingerprints(postgres, dbname + "_c") == fingerprints(postgres, dbname)
+    conn = connect(postgres)
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_roles WHERE rolname = 'keel_cluster_role'")
+        assert cur.fetchone() is not None  # the dropped role came back from the globals
+    conn.close()
+    assert "statements failed" in json.dumps(done.get("warnings"))  # existing roles are reported
