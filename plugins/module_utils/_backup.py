@@ -8,6 +8,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import fcntl
 import os
 import subprocess
 import tempfile
@@ -21,6 +22,7 @@ KEY_ARTIFACT = "key.age"
 STDERR_TAIL = 2000
 VERSION = "0.1.0"
 RETENTION_OPTIONS = ("keep_last", "keep_daily", "keep_weekly", "keep_monthly")
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 
 class ToolError(KeelError):
@@ -75,6 +77,9 @@ class Child:
         self.stderr_path = os.path.join(workdir, "%s.%d.stderr" % (self.name, id(self)))
         with open(self.stderr_path, "wb") as stderr:
             self.proc = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=stderr, env=env)
+        for pipe in (self.proc.stdout, self.proc.stdin):
+            if pipe is not None:
+                _widen_pipe(pipe)
 
     def stderr_tail(self):
         with open(self.stderr_path, "rb") as handle:
@@ -93,6 +98,15 @@ class Child:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+def _widen_pipe(pipe):
+    """A 1 MiB pipe instead of 64 KiB lets the tool keep producing while this process compresses a chunk.
+    Linux only; elsewhere, or past the system's limit, the default stays."""
+    try:
+        fcntl.fcntl(pipe.fileno(), F_SETPIPE_SZ, pipeline.CHUNK)
+    except (OSError, ValueError):
+        pass
 
 
 def workdir():
@@ -132,11 +146,15 @@ class Encoder:
         """Stream source into writer; return (bytes read from source, bytes stored, sha256 of stored)."""
         counted = pipeline.CountingReader(source)
         hashed = pipeline.HashingWriter(writer)
+        background = pipeline.BackgroundWriter(hashed)  # hashing and storage I/O off the producing thread
         compressed = pipeline.compressing_reader(counted, self.algorithm, self.level)
-        if self.encrypted:
-            pipeline.encrypt(compressed, hashed, self.recipients)
-        else:
-            pipeline.copy(compressed, hashed)
+        try:
+            if self.encrypted:
+                pipeline.encrypt(compressed, background, self.recipients)
+            else:
+                pipeline.copy(compressed, background)
+        finally:
+            background.close()
         return counted.size, hashed.size, hashed.sha256
 
 

@@ -99,7 +99,7 @@ options:
     choices: [zstd, gzip, none]
     default: zstd
   compression_level:
-    description: Compression level; defaults to 3 for zstd and 6 for gzip.
+    description: Compression level; defaults to 1 for zstd (fastest, what keeps up with pg_dump) and 6 for gzip.
     type: int
   labels:
     description: Free-form labels recorded in the manifest and returned by keel.ops.pg_backup_info.

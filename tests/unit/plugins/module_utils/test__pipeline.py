@@ -116,4 +116,4 @@ def test_compression_validation(algorithm, level, message):
 
 
 def test_default_levels():
-    assert p.validate_compression("zstd", None) == 3 and p.validate_compression("gzip", None) == 6
+    assert p.validate_compression("zstd", None) == 1 and p.validate_compression("gzip", None) == 6
