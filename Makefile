@@ -67,8 +67,10 @@ sanity: collection
 molecule: collection
 	for scenario in $$(ls molecule); do MOLECULE_GLOB="molecule/*/molecule.yml" $(BIN)/molecule test -s $$scenario || exit 1; done
 
+# Each benchmark prints keel and the reference tool side by side; see BENCHMARKS.md for recorded figures.
 bench: collection
 	$(BIN)/python bench/health_probe.py
+	$(BIN)/python bench/pg_backup.py
 
 stack-stop:
 	-$(STACK) stop
