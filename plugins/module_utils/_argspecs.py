@@ -2,7 +2,8 @@
 # Copyright: keel.ops contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Argument specs shared by modules, kept next to the doc fragments that document them
-(plugins/doc_fragments/): repository, PostgreSQL connection, encryption, retention."""
+(plugins/doc_fragments/): repository, PostgreSQL connection, encryption, retention; and health_probe's check
+options, which rolling_update reuses for its health gate."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -50,6 +51,50 @@ RETENTION = dict(
     keep_weekly=dict(type="int"),
     keep_monthly=dict(type="int"),
 )
+
+
+HEALTH_CHECK = dict(
+    name=dict(type="str"),
+    kind=dict(type="str", required=True, choices=["http", "tcp", "postgres", "redis", "system", "tls_cert"]),
+    timeout=dict(type="float"),
+    thresholds=dict(type="dict"),
+    url=dict(type="str"),
+    method=dict(type="str"),
+    headers=dict(type="dict", no_log=True),
+    body=dict(type="raw"),
+    status_code=dict(type="list", elements="int"),
+    body_regex=dict(type="str"),
+    jmespath=dict(type="str"),
+    expect=dict(type="raw"),
+    follow_redirects=dict(type="bool"),
+    host=dict(type="str"),
+    port=dict(type="int"),
+    user=dict(type="str"),
+    username=dict(type="str"),
+    password=dict(type="str", no_log=True),
+    database=dict(type="str"),
+    sslmode=dict(type="str", choices=["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]),
+    db=dict(type="int"),
+    tls=dict(type="bool"),
+    ca_cert=dict(type="path"),
+    validate_certs=dict(type="bool"),
+    server_name=dict(type="str"),
+    pem_file=dict(type="path"),
+    mounts=dict(type="list", elements="str"),
+    cpu_interval=dict(type="float"),
+)
+
+
+def health_check_subset(kinds, template_port=False):
+    """HEALTH_CHECK narrowed to some kinds (and, for modules that render checks per container, with port
+    accepting a template string such as "{env[APP_PORT]}")."""
+    options = dict((name, dict(spec)) for name, spec in HEALTH_CHECK.items()
+                   if name in ("name", "kind", "timeout", "thresholds", "url", "method", "headers", "body", "status_code",
+                               "body_regex", "jmespath", "expect", "validate_certs", "follow_redirects", "host", "port"))
+    options["kind"]["choices"] = list(kinds)
+    if template_port:
+        options["port"]["type"] = "str"
+    return options
 
 
 def merged(*specs, **extra):

@@ -333,43 +333,13 @@ duration_ms:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.keel.ops.plugins.module_utils import _argspecs as specs
 from ansible_collections.keel.ops.plugins.module_utils._errors import KeelError
 from ansible_collections.keel.ops.plugins.module_utils._probe_runner import build_checks, probe, validate_run_options
 from ansible_collections.keel.ops.plugins.module_utils._probes import FAIL_ON_CHOICES, is_failing
 
-CHECK_OPTIONS = dict(
-    name=dict(type="str"),
-    kind=dict(type="str", required=True, choices=["http", "tcp", "postgres", "redis", "system", "tls_cert"]),
-    timeout=dict(type="float"),
-    thresholds=dict(type="dict"),
-    url=dict(type="str"),
-    method=dict(type="str"),
-    headers=dict(type="dict", no_log=True),
-    body=dict(type="raw"),
-    status_code=dict(type="list", elements="int"),
-    body_regex=dict(type="str"),
-    jmespath=dict(type="str"),
-    expect=dict(type="raw"),
-    follow_redirects=dict(type="bool"),
-    host=dict(type="str"),
-    port=dict(type="int"),
-    user=dict(type="str"),
-    username=dict(type="str"),
-    password=dict(type="str", no_log=True),
-    database=dict(type="str"),
-    sslmode=dict(type="str", choices=["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]),
-    db=dict(type="int"),
-    tls=dict(type="bool"),
-    ca_cert=dict(type="path"),
-    validate_certs=dict(type="bool"),
-    server_name=dict(type="str"),
-    pem_file=dict(type="path"),
-    mounts=dict(type="list", elements="str"),
-    cpu_interval=dict(type="float"),
-)
-
 ARGUMENT_SPEC = dict(
-    checks=dict(type="list", elements="dict", required=True, options=CHECK_OPTIONS),
+    checks=dict(type="list", elements="dict", required=True, options=specs.HEALTH_CHECK),
     fail_on=dict(type="str", choices=list(FAIL_ON_CHOICES), default="critical"),
     retries=dict(type="int", default=0),
     delay=dict(type="float", default=2),

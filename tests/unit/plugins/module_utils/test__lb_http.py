@@ -1,0 +1,72 @@
+"""The HTTP hook adapter against a small admin API on loopback."""
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from ansible_collections.keel.ops.plugins.module_utils._lb_http import HttpHookLoadBalancer
+from ansible_collections.keel.ops.plugins.module_utils._rollout import LoadBalancerError
+
+
+class AdminAPI(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        self.server.calls.append((self.path, self.headers.get("Authorization")))
+        if self.path.endswith("/locked"):
+            body = b'{"error": "server is locked"}'
+            self.send_response(409)
+        else:
+            body = b"{}"
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def admin():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), AdminAPI)
+    server.calls = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def hook(admin, **options):
+    base = "http://127.0.0.1:%d/admin" % admin.server_address[1]
+    return HttpHookLoadBalancer(base + "/disable/{server}", base + "/enable/{server}",
+                                headers={"Authorization": "Bearer s3cret"}, **options)
+
+
+def test_disable_and_enable_call_the_urls_with_the_headers(admin):
+    lb = hook(admin)
+    lb.preflight(["api-1"])
+    assert lb.drain("api-1") is None, "a hook cannot count sessions"
+    lb.enable("api-1")
+    assert admin.calls == [("/admin/disable/api-1", "Bearer s3cret"), ("/admin/enable/api-1", "Bearer s3cret")]
+
+
+def test_an_error_status_names_the_url_and_the_answer(admin):
+    lb = hook(admin)
+    with pytest.raises(LoadBalancerError, match=r"POST http://127.0.0.1:\d+/admin/disable/locked answered HTTP 409: "
+                                                r'\{"error": "server is locked"\}'):
+        lb.drain("locked")
+
+
+def test_an_unreachable_hook_is_an_error(admin):
+    lb = HttpHookLoadBalancer("http://127.0.0.1:9/d/{server}", "http://127.0.0.1:9/e/{server}", timeout=2)
+    with pytest.raises(LoadBalancerError, match=r"POST http://127.0.0.1:9/e/api-1 failed: .*refused"):
+        lb.enable("api-1")
+    assert lb.hint("api-1") == "POST http://127.0.0.1:9/e/api-1"
+
+
+def test_templates_are_checked_up_front():
+    lb = HttpHookLoadBalancer("http://lb/disable/{name}", "http://lb/enable/{server}")
+    with pytest.raises(LoadBalancerError, match="disable_url 'http://lb/disable/\\{name\\}' is not a valid template"):
+        lb.preflight(["api-1"])
+    with pytest.raises(LoadBalancerError, match="are both required"):
+        HttpHookLoadBalancer("http://lb/d/{server}", None)
