@@ -222,6 +222,8 @@ def import_snapshot(conn, snapshot):
     with conn.cursor() as cur:
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
+        # Counting runs beside pg_dump and only has to finish before it: no parallel workers to compete with it.
+        cur.execute("SET LOCAL max_parallel_workers_per_gather = 0")
 
 
 _TABLES_SQL = """
