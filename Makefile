@@ -71,6 +71,7 @@ molecule: collection
 bench: collection
 	$(BIN)/python bench/health_probe.py
 	$(BIN)/python bench/pg_backup.py
+	$(BIN)/python bench/redis_snapshot.py
 	$(BIN)/python bench/rolling_update.py
 
 stack-stop:

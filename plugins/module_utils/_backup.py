@@ -110,7 +110,7 @@ def _widen_pipe(pipe):
 
 
 def workdir():
-    return tempfile.mkdtemp(prefix="keel-pg-backup-")
+    return tempfile.mkdtemp(prefix="keel-backup-")
 
 
 # --- backup -----------------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
+import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.dirname(sys.executable)
@@ -65,3 +67,35 @@ def run_playbook(playbook, inventory, extra_vars=None, env=None, timeout=600):
                               check=False)
     finally:
         os.unlink(handle.name)
+
+
+def start_module(name, args, tmp_path):
+    """Start a module in the background, the way run_module runs it."""
+    path = tmp_path / ("%s-args.json" % uuid.uuid4().hex)
+    path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+    os.chmod(path, 0o600)
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, ".build"))
+    return subprocess.Popen([sys.executable, os.path.join(ROOT, "plugins", "modules", name + ".py"), str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
+
+
+def wait_for_partial(repo, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for _root, _dirs, files in os.walk(repo):
+            if any(".partial-" in f for f in files):
+                return True
+        time.sleep(0.02)
+    return False
+
+
+def cmdlines():
+    lines = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open("/proc/%s/cmdline" % pid, "rb") as handle:
+                    lines.append(handle.read().replace(b"\0", b" ").decode("utf-8", "replace"))
+            except OSError:
+                pass
+    return lines

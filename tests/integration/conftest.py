@@ -25,6 +25,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from pyrage import x25519
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 IN_CI = os.environ.get("CI") == "true"
@@ -247,3 +248,11 @@ def postgres15():
     finally:
         stack.stop()
         shutil.rmtree(state_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def age_key(tmp_path):
+    identity = x25519.Identity.generate()
+    path = tmp_path / "backup.agekey"
+    path.write_text("# test identity\n%s\n" % identity)
+    return str(identity.to_public()), str(path)

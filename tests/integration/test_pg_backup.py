@@ -3,13 +3,11 @@
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 
 import pytest
-from ansible_run import ROOT, run_four_ways, run_module
+from ansible_run import cmdlines, run_four_ways, run_module, start_module, wait_for_partial
 from pg_fixtures import connect, create_database, database_exists, fill_random, fingerprints
 from pyrage import x25519
 
@@ -34,14 +32,6 @@ def dbname(postgres):
 @pytest.fixture
 def repo(tmp_path):
     return str(tmp_path / "repo")
-
-
-@pytest.fixture
-def age_key(tmp_path):
-    identity = x25519.Identity.generate()
-    path = tmp_path / "backup.agekey"
-    path.write_text("# test identity\n%s\n" % identity)
-    return str(identity.to_public()), str(path)
 
 
 def backup(pg, repo, database, **extra):
@@ -209,38 +199,6 @@ def test_old_client_tools_are_refused_clearly(postgres, dbname, repo):
     assert "set bin_dir" in failed["msg"]
 
 
-def _start_module(name, args, tmp_path):
-    """Start a module in the background, the way run_module runs it."""
-    path = tmp_path / ("%s-args.json" % uuid.uuid4().hex)
-    path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
-    os.chmod(path, 0o600)
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, ".build"))
-    return subprocess.Popen([sys.executable, os.path.join(ROOT, "plugins", "modules", name + ".py"), str(path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
-
-
-def _wait_for_partial(repo, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for _root, _dirs, files in os.walk(repo):
-            if any(".partial-" in f for f in files):
-                return True
-        time.sleep(0.02)
-    return False
-
-
-def _cmdlines():
-    lines = []
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                with open("/proc/%s/cmdline" % pid, "rb") as handle:
-                    lines.append(handle.read().replace(b"\0", b" ").decode("utf-8", "replace"))
-            except OSError:
-                pass
-    return lines
-
-
 @pytest.fixture
 def big_db(postgres):
     name = "bulk_%s" % uuid.uuid4().hex[:8]
@@ -255,9 +213,9 @@ SLOW = dict(compression="gzip", compression_level=9)
 
 def test_sigkill_mid_backup_leaves_nothing_and_secrets_stay_off_argv(postgres, big_db, repo, tmp_path):
     args = dict(conn_args(postgres), repository=repo, database=big_db, **SLOW)
-    proc = _start_module("pg_backup", args, tmp_path)
-    assert _wait_for_partial(repo), "the backup never started writing"
-    assert not [line for line in _cmdlines() if postgres["password"] in line]
+    proc = start_module("pg_backup", args, tmp_path)
+    assert wait_for_partial(repo), "the backup never started writing"
+    assert not [line for line in cmdlines() if postgres["password"] in line]
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert run_module("pg_backup_info", {"repository": repo})["count"] == 0
@@ -270,8 +228,8 @@ def test_sigkill_mid_backup_leaves_nothing_and_secrets_stay_off_argv(postgres, b
 
 def test_second_backup_waits_for_the_lock_then_fails_clearly(postgres, big_db, repo, tmp_path):
     args = dict(conn_args(postgres), repository=repo, database=big_db, **SLOW)
-    first = _start_module("pg_backup", args, tmp_path)
-    assert _wait_for_partial(repo)
+    first = start_module("pg_backup", args, tmp_path)
+    assert wait_for_partial(repo)
     started = time.monotonic()
     second = backup(postgres, repo, big_db, lock_timeout=1, **SLOW)
     waited = time.monotonic() - started

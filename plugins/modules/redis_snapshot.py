@@ -1,0 +1,430 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: keel.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: redis_snapshot
+short_description: Point-in-time Redis RDB snapshots to a local directory or S3, verified, and restores
+version_added: 0.1.0
+description:
+  - V(present) takes a point-in-time RDB snapshot and streams it through compression (zstd by default), optional
+    age encryption and sha256 into the repository - the one keel.ops.pg_backup uses, with the same layout, lock,
+    retention and encryption options. The snapshot exists only once its manifest is written last; an interrupted
+    run leaves nothing listed and the next run removes its leftovers.
+  - O(snapshot_method=bgsave) runs C(BGSAVE) on the server (waiting out one already running, then taking its own),
+    waits until it ended well (C(rdb_bgsave_in_progress:0), C(LASTSAVE) at or after the request,
+    C(rdb_last_bgsave_status:ok)) and streams the RDB the server wrote (C(CONFIG GET dir) and C(dbfilename)),
+    reading it while it is written. The module must run on the Redis host (or reach its files through
+    O(docker_container)'s mounts).
+  - O(snapshot_method=replication) asks the server for a full resync over the replication protocol, as
+    C(redis-cli --rdb) does, and streams the RDB it sends (disk-based or diskless); no access to the server's
+    files is needed, so it runs from a backup host or the control node.
+  - While it streams, the RDB is read by C(redis-check-rdb) (CRC64 checksum, structure, key totals); each
+    database's key counts come from the RDB's own RESIZEDB records. The manifest records them, C(used_memory)
+    and the Redis version from the RDB, and whether its checksum is valid, so a snapshot taken under writes is
+    described exactly as it is.
+  - V(restored) brings a snapshot (O(backup_id), C(latest), or the newest at or before O(before)) back into the
+    server. Checksums and the decryption key are proven before anything is touched.
+  - O(restore_method=keys) writes every key of the snapshot into the running server with C(DUMP)/C(RESTORE),
+    pipelined, keeping TTLs, across all databases. The snapshot is read through a temporary redis-server (unix
+    socket in a private directory, no persistence) that loads it from this module over the replication protocol,
+    so the RDB is never written to disk. Keys that exist in the server are refused before anything is written,
+    unless O(replace=true).
+  - O(restore_method=file) writes the RDB beside the server's, checks it, stops the server through a hook
+    (O(stop_command)/O(start_command), O(systemd_service) or O(docker_container)), keeps its current RDB and AOF as
+    C(<name>.pre-restore-<time>), moves the new RDB into place atomically and starts the server. With
+    C(appendonly yes) the server is started with AOF off (C(CONFIG SET) and C(CONFIG REWRITE) before the stop) so
+    it loads the RDB, then AOF is switched back on, which rewrites the AOF from the loaded data, and written back
+    to its config file. Afterwards the key counts are compared with the manifest.
+  - V(verified) proves a snapshot is sound - checksums, the RDB's validity and its key counts per database, by
+    C(redis-check-rdb) (O(verify_method=check)) or by loading it into a temporary redis-server
+    (O(verify_method=load)) - and records the result in the repository.
+  - V(absent) applies retention without taking a snapshot.
+author:
+  - keel.ops maintainers (@keel-ops)
+extends_documentation_fragment:
+  - keel.ops.attributes
+  - keel.ops.repository
+  - keel.ops.encryption
+  - keel.ops.retention
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Reports the plan (which server, which snapshot, what would be stopped, replaced or deleted) and touches
+        nothing.
+  diff_mode:
+    support: none
+requirements:
+  - zstandard (for zstd compression)
+  - pyrage (for encryption)
+  - boto3 (for S3 repositories)
+  - docker (for O(docker_container))
+  - A Redis 6.0 or newer binary (C(redis-server) or C(redis-check-rdb), from the redis-server or redis-tools
+    packages) where the module runs, able to read the snapshot's RDB version; see O(redis_server_bin)
+options:
+  state:
+    description:
+      - V(present) takes a snapshot, then applies retention.
+      - V(restored) restores a snapshot into the server.
+      - V(verified) checks a snapshot and records the result.
+      - V(absent) applies retention only.
+    type: str
+    choices: [present, restored, verified, absent]
+    default: present
+  snapshot_method:
+    description:
+      - V(bgsave) saves on the server and streams the RDB file it writes; the module runs on the Redis host.
+      - V(replication) streams the RDB over the replication protocol; the module runs anywhere that reaches the
+        server. The user needs the C(psync) and C(replconf) commands.
+    type: str
+    choices: [bgsave, replication]
+    default: bgsave
+  restore_method:
+    description:
+      - V(keys) restores every key into the running server (C(DUMP)/C(RESTORE)); other keys are left alone.
+      - V(file) replaces the server's data with the snapshot's RDB, stopping and starting it through a hook.
+    type: str
+    choices: [keys, file]
+    default: keys
+  verify_method:
+    description:
+      - V(check) streams the RDB through C(redis-check-rdb).
+      - V(load) loads it into a temporary redis-server and compares the loaded key counts with the manifest.
+    type: str
+    choices: [check, load]
+    default: check
+  login_host:
+    description: Host of the Redis server.
+    type: str
+    default: localhost
+  login_port:
+    description: Port of the Redis server.
+    type: int
+    default: 6379
+  login_unix_socket:
+    description: Unix socket of the Redis server; used instead of O(login_host) and O(login_port) when set.
+    type: path
+  login_user:
+    description: ACL user to authenticate as (Redis 6+); needs O(login_password).
+    type: str
+  login_password:
+    description:
+      - Password (C(requirepass), or the ACL user's). It travels only to the server; it is never on a command line,
+        in a result or in a log.
+    type: str
+  tls:
+    description: Connect with TLS.
+    type: bool
+    default: false
+  validate_certs:
+    description: With O(tls), verify the server's certificate and host name.
+    type: bool
+    default: true
+  ca_certs:
+    description: CA certificates to verify the server with (PEM file); the system's when unset.
+    type: path
+  client_cert_file:
+    description: Client certificate (PEM) for servers that require one (C(tls-auth-clients yes)).
+    type: path
+  client_key_file:
+    description: Key of O(client_cert_file).
+    type: path
+  connect_timeout:
+    description: Seconds to wait for a connection or a reply.
+    type: float
+    default: 10
+  source:
+    description:
+      - Name of the folder that groups this server's snapshots in the repository.
+      - Defaults to C(<login_host>-<login_port>), or C(local-<socket name>) with O(login_unix_socket).
+    type: str
+  timeout:
+    description:
+      - Seconds to wait for a C(BGSAVE), for the server to send its RDB, to stop, start and load, and to rewrite its
+        AOF; and for a temporary server to load a snapshot.
+    type: float
+    default: 1800
+  compression:
+    description: How the RDB is compressed, in this module's own pipeline.
+    type: str
+    choices: [zstd, gzip, none]
+    default: zstd
+  compression_level:
+    description: Level of O(compression) (1-22 for zstd, 1-9 for gzip); unset means 3 for zstd, 6 for gzip.
+    type: int
+  labels:
+    description: Labels (name to value) kept in the snapshot's manifest; keel.ops.redis_snapshot_info filters on them.
+    type: dict
+  backup_id:
+    description: Which snapshot O(state=restored) and O(state=verified) use - an id, or V(latest).
+    type: str
+    default: latest
+  before:
+    description:
+      - With O(backup_id=latest), the newest snapshot taken at or before this ISO 8601 time (UTC unless it has a
+        zone) - the state before an incident.
+    type: str
+  replace:
+    description:
+      - With O(restore_method=keys), overwrite keys that exist in the server; without it, any such key fails the
+        restore before anything is written, naming some of them.
+      - With O(restore_method=file), allow replacing a server that holds keys (its RDB and AOF are kept as
+        C(<name>.pre-restore-<time>)).
+    type: bool
+    default: false
+  stop_command:
+    description:
+      - For O(restore_method=file), the command (argv list, no shell) that stops the server. It gets no password.
+        Needs O(start_command).
+    type: list
+    elements: str
+  start_command:
+    description: The command (argv list, no shell) that starts the server again.
+    type: list
+    elements: str
+  systemd_service:
+    description: For O(restore_method=file), the systemd service to stop and start (C(systemctl stop/start)).
+    type: str
+  docker_container:
+    description:
+      - For O(restore_method=file), the container to stop and start through the Docker API. The server's C(dir)
+        inside the container is found on this host through the container's mounts (also for
+        O(snapshot_method=bgsave)).
+    type: str
+  docker_host:
+    description: Docker API URL for O(docker_container); C(DOCKER_HOST) or the local socket when unset.
+    type: str
+  redis_server_bin:
+    description:
+      - The Redis binary (C(redis-server) or C(redis-check-rdb), one executable) used to check RDBs and to run
+        temporary servers. It must read the snapshot's RDB version and, for O(restore_method=keys), write none
+        newer than the target server reads.
+      - Unset, the server's own executable (C(INFO server), when the module runs on its host) is tried, then
+        C(redis-server) and C(redis-check-rdb) on C(PATH).
+    type: path
+notes:
+  - Memory stays flat whatever the data size - the RDB is streamed in 1 MiB chunks, never held whole;
+    O(restore_method=keys) holds a few MB of commands, or the largest key. A temporary redis-server
+    (O(restore_method=keys), O(verify_method=load)) holds the whole dataset in its own memory.
+  - With C(repl-diskless-sync yes) (the default from Redis 7.0) the server waits C(repl-diskless-sync-delay) seconds
+    (5 by default) for more replicas before it starts sending, as it does for C(redis-cli --rdb).
+  - A snapshot taken from a replica is as good as one taken from its master, and spares the master the fork.
+  - Snapshots can be restored into a server of the same or a newer version, not an older one (RDB versions only
+    grow); this is checked before anything is touched.
+seealso:
+  - module: keel.ops.redis_snapshot_info
+  - module: keel.ops.pg_backup
+"""
+
+EXAMPLES = r"""
+- name: Nightly snapshot on the Redis host, encrypted, to S3, keeping 7 daily and 4 weekly
+  keel.ops.redis_snapshot:
+    login_password: "{{ vault_redis_password }}"
+    repository: s3://acme-backups/redis
+    s3_region: eu-west-1
+    encryption_recipients:
+      - age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p
+    keep_daily: 7
+    keep_weekly: 4
+    labels: {trigger: nightly}
+  become: true
+
+- name: Snapshot a remote server from the backup host, over TLS with an ACL user
+  keel.ops.redis_snapshot:
+    snapshot_method: replication
+    login_host: cache1.example.internal
+    login_port: 6380
+    login_user: backup
+    login_password: "{{ vault_redis_backup_password }}"
+    tls: true
+    ca_certs: /etc/ssl/internal-ca.pem
+    repository: /srv/backups
+
+- name: Prove last night's snapshot is sound (recorded in the repository)
+  keel.ops.redis_snapshot:
+    state: verified
+    repository: s3://acme-backups/redis
+    source: cache1.example.internal-6380
+    decryption_identity_file: /etc/keel/backup.agekey
+
+- name: Put back the keys of the snapshot taken before the incident, overwriting what is there
+  keel.ops.redis_snapshot:
+    state: restored
+    restore_method: keys
+    before: "2026-11-23T04:00:00Z"
+    replace: true
+    login_password: "{{ vault_redis_password }}"
+    repository: /srv/backups
+
+- name: Replace the whole dataset of a systemd-managed server with the latest snapshot
+  keel.ops.redis_snapshot:
+    state: restored
+    restore_method: file
+    systemd_service: redis-server
+    replace: true
+    login_password: "{{ vault_redis_password }}"
+    repository: /srv/backups
+  become: true
+"""
+
+RETURN = r"""
+backup_id:
+  description: The snapshot taken, restored or verified; ids sort by the time they were taken.
+  returned: success
+  type: str
+  sample: 20261123T020000123Z-3fa2c1
+plan:
+  description: What the task does or, in check mode, would do - server, method, snapshot, hook, paths, key counts.
+  returned: always
+  type: dict
+source:
+  description: Repository folder of the server's snapshots.
+  returned: state=present
+  type: str
+location:
+  description: Repository location of the new snapshot.
+  returned: state=present
+  type: str
+raw_size:
+  description: Size of the RDB in bytes.
+  returned: state=present
+  type: int
+size:
+  description: Bytes in the repository once compressed (and encrypted).
+  returned: state=present
+  type: int
+throughput_mb_s:
+  description: MB (10^6 bytes) of RDB streamed into the repository per second.
+  returned: state=present
+  type: float
+duration:
+  description: Seconds from start to end of the task's work.
+  returned: state=present, state=restored, state=verified
+  type: float
+statistics:
+  description:
+    - What the RDB says about itself - key counts per database (C(databases), with C(keys) and C(expires)),
+      totals, C(used_memory), C(redis_version), C(rdb_version), C(checksum) (V(ok), or V(disabled) when the server
+      saves without one) and which redis-check-rdb checked it.
+  returned: state=present
+  type: dict
+  sample:
+    keys: 1200
+    expires: 40
+    databases: {"0": {"keys": 1000, "expires": 40}, "3": {"keys": 200, "expires": 0}}
+    used_memory: 2110344
+    redis_version: 7.0.15
+    rdb_version: 10
+    checksum: ok
+artifacts:
+  description:
+    - Files of the snapshot in the repository (the RDB, and the sealed key with a passphrase) with their sizes and
+      sha256.
+  returned: state=present
+  type: list
+  elements: dict
+compression:
+  description: How the RDB was compressed (algorithm, level).
+  returned: state=present
+  type: dict
+encryption:
+  description: age recipients' fingerprints and whether a passphrase opens it; null when not encrypted. Never a key.
+  returned: state=present
+  type: dict
+retention:
+  description: The retention run - whether a policy applied, the snapshots kept and why, those deleted.
+  returned: state=present, state=absent
+  type: dict
+deleted:
+  description: Ids of the snapshots retention removed.
+  returned: state=absent
+  type: list
+  elements: str
+cleaned_up:
+  description: What interrupted runs had left behind and this run removed.
+  returned: state=present, state=absent
+  type: list
+  elements: str
+artifacts_checked:
+  description: Artifacts whose size and sha256 were checked before the restore.
+  returned: state=restored
+  type: list
+  elements: str
+restored:
+  description: Keys restored per database.
+  returned: state=restored with restore_method=keys
+  type: dict
+expired_meanwhile:
+  description: Keys of the snapshot whose TTL ran out before they could be restored.
+  returned: state=restored with restore_method=keys
+  type: int
+previous_files:
+  description: The server's former RDB and AOF, renamed to C(<name>.pre-restore-<time>).
+  returned: state=restored with restore_method=file
+  type: list
+  elements: str
+verification:
+  description: The key counts checked against the manifest, and for V(verified) the record written.
+  returned: state=restored, state=verified
+  type: dict
+restore_duration:
+  description:
+    - Seconds of the restore itself (O(restore_method=file) from the stop on, the server's downtime), or of the
+      check for V(verified).
+  returned: state=restored, state=verified
+  type: float
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.keel.ops.plugins.module_utils import _argspecs as specs
+from ansible_collections.keel.ops.plugins.module_utils import _redis_snapshot as engine
+from ansible_collections.keel.ops.plugins.module_utils._backup import Reporter
+from ansible_collections.keel.ops.plugins.module_utils._errors import KeelError
+from ansible_collections.keel.ops.plugins.module_utils._redis import CONNECTION_SPEC
+
+ARGUMENT_SPEC = specs.merged(
+    specs.REPOSITORY, CONNECTION_SPEC, specs.ENCRYPTION, specs.RETENTION,
+    state=dict(type="str", choices=["present", "restored", "verified", "absent"], default="present"),
+    snapshot_method=dict(type="str", choices=["bgsave", "replication"], default="bgsave"),
+    restore_method=dict(type="str", choices=["keys", "file"], default="keys"),
+    verify_method=dict(type="str", choices=["check", "load"], default="check"),
+    timeout=dict(type="float", default=1800),
+    compression=dict(type="str", choices=["zstd", "gzip", "none"], default="zstd"),
+    compression_level=dict(type="int"),
+    labels=dict(type="dict"),
+    backup_id=dict(type="str", default="latest"),
+    before=dict(type="str"),
+    replace=dict(type="bool", default=False),
+    stop_command=dict(type="list", elements="str"),
+    start_command=dict(type="list", elements="str"),
+    systemd_service=dict(type="str"),
+    docker_container=dict(type="str"),
+    docker_host=dict(type="str"),
+    redis_server_bin=dict(type="path"),
+)
+
+ACTIONS = {"present": engine.snapshot, "restored": engine.restore, "verified": engine.verify, "absent": engine.prune}
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True,
+                           mutually_exclusive=[["stop_command", "systemd_service", "docker_container"]],
+                           required_together=[["stop_command", "start_command"]])
+    reporter = Reporter(check_mode=module.check_mode, warn=module.warn)
+    try:
+        config = engine.RedisSnapshotConfig.from_params(module.params)
+        result = ACTIONS[module.params["state"]](config, reporter)
+    except KeelError as error:
+        module.fail_json(msg="redis_snapshot (state=%s): %s" % (module.params["state"], error))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
