@@ -97,6 +97,15 @@ def health_check_subset(kinds, template_port=False):
     return options
 
 
+INFO_FILTERS = dict(
+    labels=dict(type="dict"),
+    since=dict(type="str"),
+    verified=dict(type="bool"),
+    limit=dict(type="int"),
+    max_age=dict(type="float"),
+)
+
+
 def merged(*specs, **extra):
     """One argument spec from shared parts plus the module's own options."""
     result = {}

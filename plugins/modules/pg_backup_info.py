@@ -20,68 +20,12 @@ author:
 extends_documentation_fragment:
   - keel.ops.attributes
   - keel.ops.attributes.read_only
+  - keel.ops.repository
+  - keel.ops.info
 options:
-  repository:
-    description: The repository, a local directory or C(s3://bucket/prefix) (see keel.ops.pg_backup).
-    type: str
-    required: true
-  source:
-    description: Only this source; all sources when unset.
-    type: str
   database:
     description: Only backups containing this database.
     type: str
-  labels:
-    description: Only backups whose labels include all of these.
-    type: dict
-  since:
-    description: Only backups taken at or after this ISO 8601 time.
-    type: str
-  verified:
-    description: Only backups that were (V(true)) or were never (V(false)) verified.
-    type: bool
-  limit:
-    description: Return at most this many backups.
-    type: int
-  max_age:
-    description: Hours; warn and set RV(stale) when the newest listed backup is older, or there is none.
-    type: float
-  lock_timeout:
-    description: Unused; accepted so the repository options of keel.ops.pg_backup can be shared.
-    type: float
-    default: 60
-  s3_endpoint_url:
-    description: Endpoint of an S3-compatible service.
-    type: str
-  s3_region:
-    description: Region of the bucket.
-    type: str
-  s3_access_key:
-    description: Access key; unset uses boto3's usual chain.
-    type: str
-  s3_secret_key:
-    description: Secret key.
-    type: str
-  s3_session_token:
-    description: Session token.
-    type: str
-  s3_profile:
-    description: Named AWS profile.
-    type: str
-  s3_storage_class:
-    description: Unused here.
-    type: str
-  s3_sse:
-    description: Unused here.
-    type: str
-    choices: [AES256, aws:kms]
-  s3_sse_kms_key_id:
-    description: Unused here.
-    type: str
-  s3_validate_certs:
-    description: Verify the endpoint's TLS certificate.
-    type: bool
-    default: true
 seealso:
   - module: keel.ops.pg_backup
 """
@@ -156,15 +100,7 @@ from ansible_collections.keel.ops.plugins.module_utils import _argspecs as specs
 from ansible_collections.keel.ops.plugins.module_utils._errors import KeelError
 from ansible_collections.keel.ops.plugins.module_utils._pg_backup import describe_backups
 
-ARGUMENT_SPEC = specs.merged(
-    specs.REPOSITORY,
-    database=dict(type="str"),
-    labels=dict(type="dict"),
-    since=dict(type="str"),
-    verified=dict(type="bool"),
-    limit=dict(type="int"),
-    max_age=dict(type="float"),
-)
+ARGUMENT_SPEC = specs.merged(specs.REPOSITORY, specs.INFO_FILTERS, database=dict(type="str"))
 
 
 def main():

@@ -22,29 +22,7 @@ extends_documentation_fragment:
   - keel.ops.attributes
   - keel.ops.attributes.read_only
   - keel.ops.repository
-options:
-  source:
-    description: Only the snapshots of this source (see keel.ops.redis_snapshot); of every source when unset.
-    type: str
-  lock_timeout:
-    description: Not used by this module, which takes no lock; accepted so the repository options can be shared.
-    type: float
-    default: 60
-  labels:
-    description: Only snapshots whose labels include all of these.
-    type: dict
-  since:
-    description: Only snapshots taken at or after this ISO 8601 time.
-    type: str
-  verified:
-    description: Only snapshots that were (V(true)) or were never (V(false)) verified.
-    type: bool
-  limit:
-    description: Return at most this many snapshots.
-    type: int
-  max_age:
-    description: Hours; warn and set RV(stale) when the newest listed snapshot is older, or there is none.
-    type: float
+  - keel.ops.info
 seealso:
   - module: keel.ops.redis_snapshot
   - module: keel.ops.pg_backup_info
@@ -136,14 +114,7 @@ from ansible_collections.keel.ops.plugins.module_utils._backup import Reporter
 from ansible_collections.keel.ops.plugins.module_utils._errors import KeelError
 from ansible_collections.keel.ops.plugins.module_utils._redis_snapshot import describe_snapshots
 
-ARGUMENT_SPEC = specs.merged(
-    specs.REPOSITORY,
-    labels=dict(type="dict"),
-    since=dict(type="str"),
-    verified=dict(type="bool"),
-    limit=dict(type="int"),
-    max_age=dict(type="float"),
-)
+ARGUMENT_SPEC = specs.merged(specs.REPOSITORY, specs.INFO_FILTERS)
 
 
 def main():
