@@ -1,4 +1,5 @@
-"""Create the demo's `shop` database on the embedded stack: a few tables of random orders worth backing up.
+"""Create the demo's data on the embedded stack: a `shop` database of random orders, and (when the stack runs
+Redis) sessions and carts in Redis, so the demo's backups have something to hold.
 
     .venv/bin/python tools/demo_data.py [--rows 300000]    (reads the stack's facts from $KEEL_STACK_DIR or .stack)
 """
@@ -32,6 +33,28 @@ def has_orders(params, database):
         return cur.fetchone()[0]
 
 
+def seed_redis(facts, keys=50000):
+    """Sessions with a TTL and carts as hashes; skipped when the stack runs no Redis or it already has keys."""
+    import redis  # only the demo's Redis part needs it
+
+    if not facts:
+        return
+    client = redis.Redis(host=facts["host"], port=facts["port"], password=facts["password"], retry=None)
+    try:
+        if client.dbsize():
+            print("demo Redis already holds data")
+            return
+    except redis.exceptions.ConnectionError:
+        return
+    with client.pipeline(transaction=False) as pipe:
+        for n in range(keys):
+            pipe.set("session:%d" % n, os.urandom(32).hex(), ex=86400)
+            if n % 10 == 0:
+                pipe.hset("cart:%d" % n, mapping={"items": n % 7 + 1, "total": "%.2f" % (n % 1000 / 7.0)})
+        pipe.execute()
+    print("demo Redis seeded with %d sessions and %d carts" % (keys, keys // 10))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=300000)
@@ -39,7 +62,9 @@ def main():
     args = parser.parse_args()
     state = os.environ.get("KEEL_STACK_DIR") or os.path.join(ROOT, ".stack")
     with open(os.path.join(state, "stack.json")) as handle:
-        pg = json.load(handle)["postgres"]
+        facts = json.load(handle)
+    seed_redis(facts.get("redis"))
+    pg = facts["postgres"]
     params = dict(host=pg["host"], port=pg["port"], user=pg["user"], password=pg["password"])
     admin = psycopg2.connect(dbname=pg["database"], **params)
     admin.autocommit = True
