@@ -45,6 +45,14 @@ ENCRYPTION = dict(
     decryption_passphrase_file=dict(type="path", no_log=False),
 )
 
+BACKUP = dict(
+    compression=dict(type="str", choices=["zstd", "gzip", "none"], default="zstd"),
+    compression_level=dict(type="int"),
+    labels=dict(type="dict"),
+    backup_id=dict(type="str", default="latest"),
+    before=dict(type="str"),
+)
+
 RETENTION = dict(
     keep_last=dict(type="int"),
     keep_daily=dict(type="int"),

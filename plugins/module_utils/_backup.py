@@ -15,7 +15,14 @@ import tempfile
 
 from ansible_collections.keel.ops.plugins.module_utils import _pipeline as pipeline
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, KeelError
-from ansible_collections.keel.ops.plugins.module_utils._repository import plan_retention, retention_configured
+from ansible_collections.keel.ops.plugins.module_utils._repository import (
+    Repository,
+    parse_timestamp,
+    plan_retention,
+    retention_configured,
+    utcnow,
+    validate_retention,
+)
 from ansible_collections.keel.ops.plugins.module_utils._storage import open_storage
 
 KEY_ARTIFACT = "key.age"
@@ -27,6 +34,29 @@ F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 class ToolError(KeelError):
     """A child process (pg_dump, redis-check-rdb, a stop hook...) failed; the message carries its stderr."""
+
+
+class BackupConfig:
+    """Options every backup engine reads the same way (storage, compression, encryption, retention, 'before');
+    each engine's config subclasses it and adds its own connection and checks in from_params()."""
+
+    def __init__(self, **options):
+        self.__dict__.update(options)
+
+    @classmethod
+    def from_params(cls, params):
+        config = cls(**params)
+        config.s3 = s3_options(params)
+        config.compression_level = pipeline.validate_compression(
+            params.get("compression") or "zstd", params.get("compression_level"))
+        validate_retention(params)
+        config.recipients, config.passphrase = encryption_from_params(params)
+        config.before = parse_timestamp(params["before"], "before") if params.get("before") else None
+        return config
+
+    @property
+    def encrypted(self):
+        return bool(self.recipients or self.passphrase)
 
 
 class Reporter:
@@ -255,3 +285,32 @@ def encryption_from_params(params):
 
 def open_repository_storage(params):
     return open_storage(params["repository"], s3_options(params))
+
+
+def _listed(backup, params, since):
+    """The filters every info module shares: labels, since, verified."""
+    labels = backup.manifest.get("labels") or {}
+    return (all(labels.get(k) == v for k, v in (params.get("labels") or {}).items())
+            and (since is None or backup.time >= since)
+            and params.get("verified") in (None, bool(backup.verified)))
+
+
+def describe_repository(params, kind, reporter, noun="backup", wanted=None):
+    """The info modules' listing: backups of one kind (one or every source), filtered, newest first, limited,
+    plus the age of the newest in hours and whether it is older than max_age (then a warning)."""
+    storage = open_repository_storage(params)
+    since = parse_timestamp(params["since"], "since") if params.get("since") else None
+    names = [params["source"]] if params.get("source") else storage.list_children(kind)
+    found = [backup for name in names for backup in Repository(storage, kind, name).list()
+             if _listed(backup, params, since) and (wanted is None or wanted(backup))]
+    found.sort(key=lambda backup: backup.time, reverse=True)
+    if params.get("limit") is not None:
+        found = found[:max(0, params["limit"])]
+    age = round((utcnow() - found[0].time).total_seconds() / 3600.0, 2) if found else None
+    max_age = params.get("max_age")
+    stale = max_age is not None and (age is None or age > max_age)
+    if stale:
+        reporter.warn("no %s in %s matches" % (noun, storage.url) if age is None else
+                      "the newest %s (%s) is %.1f hours old, more than max_age %g" % (noun, found[0].id, age, max_age))
+    return found, age, stale
+

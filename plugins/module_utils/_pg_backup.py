@@ -26,44 +26,29 @@ from ansible_collections.keel.ops.plugins.module_utils._repository import (
     Repository,
     isoformat,
     new_backup_id,
-    parse_timestamp,
     utcnow,
-    validate_retention,
 )
 from ansible_collections.keel.ops.plugins.module_utils._storage import open_storage
 
 
-class PgBackupConfig:
+class PgBackupConfig(common.BackupConfig):
     """Validated options of pg_backup; built from module params by from_params()."""
-
-    def __init__(self, **options):
-        self.__dict__.update(options)
 
     @classmethod
     def from_params(cls, params):
-        config = cls(**params)
+        config = super(PgBackupConfig, cls).from_params(params)
         config.connection = pg.Connection(host=params.get("login_host") or params.get("login_unix_socket"),
                                           port=params.get("login_port") or 5432,
                                           user=params.get("login_user"), password=params.get("login_password"),
                                           database=params.get("maintenance_db") or "postgres",
                                           ssl_mode=params.get("ssl_mode"), ca_cert=params.get("ca_cert"))
-        config.s3 = common.s3_options(params)
-        config.compression_level = pipeline.validate_compression(
-            params.get("compression") or "zstd", params.get("compression_level"))
-        validate_retention(params)
         config.jobs = params.get("jobs") or 1
         if config.jobs < 1:
             raise ConfigError("jobs must be at least 1, got %s" % config.jobs)
-        config.recipients, config.passphrase = common.encryption_from_params(params)
-        config.before = parse_timestamp(params["before"], "before") if params.get("before") else None
         if config.jobs > 1 and config.encrypted:
             raise ConfigError("jobs > 1 makes pg_dump write a directory of plaintext files before they could be "
                               "encrypted; with encryption use jobs: 1 (compression still runs on every core)")
         return config
-
-    @property
-    def encrypted(self):
-        return bool(self.recipients or self.passphrase)
 
     def source_name(self, database):
         """The repository folder for this server and database, unless the user named it."""
@@ -567,38 +552,12 @@ def prune(config, reporter):
                 msg="%s %d backups" % ("would delete" if reporter.check_mode else "deleted", len(result["deleted"])))
 
 
-def list_backups(storage, source=None):
-    """Backups of every (or the named) PostgreSQL source, newest first."""
-    names = [source] if source else storage.list_children("postgres")
-    backups = []
-    for name in names:
-        backups += Repository(storage, "postgres", name).list()
-    return sorted(backups, key=lambda b: b.time, reverse=True)
+def _has_database(database):
+    return lambda backup: not database or database in [a.get("database") for a in backup.manifest["artifacts"]]
 
 
-def _wanted(backup, params, since):
-    manifest = backup.manifest
-    databases = [a.get("database") for a in manifest["artifacts"]]
-    labels = manifest.get("labels") or {}
-    return ((not params.get("database") or params["database"] in databases)
-            and all(labels.get(k) == v for k, v in (params.get("labels") or {}).items())
-            and (since is None or backup.time >= since)
-            and (params.get("verified") is None or params["verified"] == bool(backup.verified)))
-
-
-def describe_backups(params):
+def describe_backups(params, reporter):
     """pg_backup_info: filtered backups newest first, and whether the newest is older than max_age hours."""
-    storage = common.open_repository_storage(params)
-    since = parse_timestamp(params["since"], "since") if params.get("since") else None
-    backups = [b for b in list_backups(storage, params.get("source")) if _wanted(b, params, since)]
-    if params.get("limit") is not None:
-        backups = backups[:max(0, params["limit"])]
-    age = round((utcnow() - backups[0].time).total_seconds() / 3600.0, 2) if backups else None
-    max_age = params.get("max_age")
-    stale = max_age is not None and (age is None or age > max_age)
-    warnings = []
-    if stale:
-        warnings.append("no backup in %s matches" % storage.url if age is None else
-                        "the newest backup (%s) is %.1f hours old, more than max_age %g" % (backups[0].id, age, max_age))
-    return dict(backups=[b.summary() for b in backups], count=len(backups), newest_age_hours=age, stale=stale,
-                warnings=warnings)
+    backups, age, stale = common.describe_repository(params, "postgres", reporter,
+                                                     wanted=_has_database(params.get("database")))
+    return dict(backups=[b.summary() for b in backups], count=len(backups), newest_age_hours=age, stale=stale)

@@ -32,27 +32,18 @@ CONFLICTS_LISTED = 10
 BATCH = 1000
 
 
-class RedisSnapshotConfig:
+class RedisSnapshotConfig(common.BackupConfig):
     """Validated options of redis_snapshot; built from module params by from_params()."""
-
-    def __init__(self, **options):
-        self.__dict__.update(options)
 
     @classmethod
     def from_params(cls, params):
-        config = cls(**params)
+        config = super(RedisSnapshotConfig, cls).from_params(params)
         config.connection = rd.Connection(
             host=params.get("login_host"), port=params.get("login_port"), unix_socket=params.get("login_unix_socket"),
             user=params.get("login_user"), password=params.get("login_password"), tls=params.get("tls"),
             validate_certs=params.get("validate_certs", True), ca_certs=params.get("ca_certs"),
             client_cert_file=params.get("client_cert_file"), client_key_file=params.get("client_key_file"),
             timeout=params.get("connect_timeout") or 10)
-        config.s3 = common.s3_options(params)
-        config.compression_level = pipeline.validate_compression(params.get("compression") or "zstd",
-                                                                 params.get("compression_level"))
-        repository.validate_retention(params)
-        config.recipients, config.passphrase = common.encryption_from_params(params)
-        config.before = repository.parse_timestamp(params["before"], "before") if params.get("before") else None
         if (params.get("timeout") or 0) <= 0:
             raise ConfigError("timeout must be a number of seconds above 0, got %s" % params.get("timeout"))
         if params.get("login_user") and not params.get("login_password"):
@@ -677,24 +668,5 @@ def _snapshot_summary(backup):
 
 def describe_snapshots(params, reporter):
     """redis_snapshot_info: snapshots newest first, filtered, and whether the newest is older than max_age."""
-    storage = common.open_repository_storage(params)
-    since = repository.parse_timestamp(params["since"], "since") if params.get("since") else None
-    labels = params.get("labels") or {}
-    found = []
-    for name in [params["source"]] if params.get("source") else storage.list_children("redis"):
-        for backup in repository.Repository(storage, "redis", name).list():
-            keep = since is None or backup.time >= since
-            keep = keep and all((backup.manifest.get("labels") or {}).get(k) == v for k, v in labels.items())
-            if keep and params.get("verified") in (None, bool(backup.verified)):
-                found.append(backup)
-    found.sort(key=lambda backup: backup.time, reverse=True)
-    if params.get("limit") is not None:
-        found = found[:max(0, params["limit"])]
-    age_hours = round((repository.utcnow() - found[0].time).total_seconds() / 3600.0, 2) if found else None
-    stale = params.get("max_age") is not None and (age_hours is None or age_hours > params["max_age"])
-    if stale:
-        reporter.warn("the newest snapshot (%s) is %s hours old, more than max_age %g"
-                      % (found[0].id, age_hours, params["max_age"]) if found
-                      else "no snapshot in %s matches" % storage.url)
-    return dict(snapshots=[_snapshot_summary(b) for b in found], count=len(found), newest_age_hours=age_hours,
-                stale=stale)
+    found, age, stale = common.describe_repository(params, "redis", reporter, noun="snapshot")
+    return dict(snapshots=[_snapshot_summary(b) for b in found], count=len(found), newest_age_hours=age, stale=stale)

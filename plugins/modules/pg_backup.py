@@ -33,6 +33,7 @@ extends_documentation_fragment:
   - keel.ops.postgres
   - keel.ops.encryption
   - keel.ops.retention
+  - keel.ops.backup
 attributes:
   check_mode:
     support: full
@@ -93,24 +94,6 @@ options:
         every core.
     type: int
     default: 1
-  compression:
-    description: How artifacts are compressed, in this module's own pipeline.
-    type: str
-    choices: [zstd, gzip, none]
-    default: zstd
-  compression_level:
-    description: Compression level; defaults to 1 for zstd (fastest, what keeps up with pg_dump) and 6 for gzip.
-    type: int
-  labels:
-    description: Free-form labels recorded in the manifest and returned by keel.ops.pg_backup_info.
-    type: dict
-  backup_id:
-    description: For O(state=restored) and O(state=verified), the backup to use, or V(latest).
-    type: str
-    default: latest
-  before:
-    description: With O(backup_id=latest), take the newest backup at or before this ISO 8601 time (UTC if no zone).
-    type: str
   target_database:
     description: Database to restore into; defaults to the backed-up database's name.
     type: str
@@ -292,7 +275,7 @@ from ansible_collections.keel.ops.plugins.module_utils._backup import Reporter
 from ansible_collections.keel.ops.plugins.module_utils._errors import KeelError
 
 ARGUMENT_SPEC = specs.merged(
-    specs.REPOSITORY, specs.POSTGRES, specs.ENCRYPTION, specs.RETENTION,
+    specs.REPOSITORY, specs.POSTGRES, specs.ENCRYPTION, specs.RETENTION, specs.BACKUP,
     state=dict(type="str", choices=["present", "restored", "verified", "absent"], default="present"),
     scope=dict(type="str", choices=["database", "cluster", "globals"], default="database"),
     database=dict(type="str", aliases=["db"]),
@@ -301,11 +284,6 @@ ARGUMENT_SPEC = specs.merged(
     tables=dict(type="list", elements="str"),
     exclude_tables=dict(type="list", elements="str"),
     jobs=dict(type="int", default=1),
-    compression=dict(type="str", choices=["zstd", "gzip", "none"], default="zstd"),
-    compression_level=dict(type="int"),
-    labels=dict(type="dict"),
-    backup_id=dict(type="str", default="latest"),
-    before=dict(type="str"),
     target_database=dict(type="str"),
     replace=dict(type="bool", default=False),
     safety_backup=dict(type="bool", default=False),

@@ -97,6 +97,7 @@ stale:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.keel.ops.plugins.module_utils import _argspecs as specs
+from ansible_collections.keel.ops.plugins.module_utils._backup import Reporter
 from ansible_collections.keel.ops.plugins.module_utils._errors import KeelError
 from ansible_collections.keel.ops.plugins.module_utils._pg_backup import describe_backups
 
@@ -106,12 +107,9 @@ ARGUMENT_SPEC = specs.merged(specs.REPOSITORY, specs.INFO_FILTERS, database=dict
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     try:
-        result = describe_backups(module.params)
+        module.exit_json(changed=False, **describe_backups(module.params, Reporter(warn=module.warn)))
     except KeelError as error:
         module.fail_json(msg="pg_backup_info: %s" % error)
-    for warning in result.pop("warnings"):
-        module.warn(warning)
-    module.exit_json(changed=False, **result)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ extends_documentation_fragment:
   - keel.ops.repository
   - keel.ops.encryption
   - keel.ops.retention
+  - keel.ops.backup
 attributes:
   check_mode:
     support: full
@@ -150,26 +151,6 @@ options:
         AOF; and for a temporary server to load a snapshot.
     type: float
     default: 1800
-  compression:
-    description: How the RDB is compressed, in this module's own pipeline.
-    type: str
-    choices: [zstd, gzip, none]
-    default: zstd
-  compression_level:
-    description: Level of O(compression) (1-22 for zstd, 1-9 for gzip); unset means 3 for zstd, 6 for gzip.
-    type: int
-  labels:
-    description: Labels (name to value) kept in the snapshot's manifest; keel.ops.redis_snapshot_info filters on them.
-    type: dict
-  backup_id:
-    description: Which snapshot O(state=restored) and O(state=verified) use - an id, or V(latest).
-    type: str
-    default: latest
-  before:
-    description:
-      - With O(backup_id=latest), the newest snapshot taken at or before this ISO 8601 time (UTC unless it has a
-        zone) - the state before an incident.
-    type: str
   replace:
     description:
       - With O(restore_method=keys), overwrite keys that exist in the server; without it, any such key fails the
@@ -390,17 +371,12 @@ from ansible_collections.keel.ops.plugins.module_utils._errors import KeelError
 from ansible_collections.keel.ops.plugins.module_utils._redis import CONNECTION_SPEC
 
 ARGUMENT_SPEC = specs.merged(
-    specs.REPOSITORY, CONNECTION_SPEC, specs.ENCRYPTION, specs.RETENTION,
+    specs.REPOSITORY, CONNECTION_SPEC, specs.ENCRYPTION, specs.RETENTION, specs.BACKUP,
     state=dict(type="str", choices=["present", "restored", "verified", "absent"], default="present"),
     snapshot_method=dict(type="str", choices=["bgsave", "replication"], default="bgsave"),
     restore_method=dict(type="str", choices=["keys", "file"], default="keys"),
     verify_method=dict(type="str", choices=["check", "load"], default="check"),
     timeout=dict(type="float", default=1800),
-    compression=dict(type="str", choices=["zstd", "gzip", "none"], default="zstd"),
-    compression_level=dict(type="int"),
-    labels=dict(type="dict"),
-    backup_id=dict(type="str", default="latest"),
-    before=dict(type="str"),
     replace=dict(type="bool", default=False),
     stop_command=dict(type="list", elements="str"),
     start_command=dict(type="list", elements="str"),
