@@ -313,4 +313,3 @@ def describe_repository(params, kind, reporter, noun="backup", wanted=None):
         reporter.warn("no %s in %s matches" % (noun, storage.url) if age is None else
                       "the newest %s (%s) is %.1f hours old, more than max_age %g" % (noun, found[0].id, age, max_age))
     return found, age, stale
-
