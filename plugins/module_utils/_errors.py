@@ -11,6 +11,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
+import os
+import traceback
+
 
 class KeelError(Exception):
     """Base class: the message is user-facing."""
@@ -22,3 +26,35 @@ class ConfigError(KeelError):
 
 class DependencyError(KeelError):
     """A Python library or an executable the task needs is missing where the module runs."""
+
+
+def where_it_broke(trace):
+    """'function (file line N)' of the innermost frame in keel.ops' own code, for the last-resort message."""
+    frames = [frame for frame in trace if os.path.abspath(frame.filename) != os.path.abspath(__file__)]
+    ours = [frame for frame in frames if "/keel/ops/" in frame.filename.replace(os.sep, "/")] or frames
+    if not ours:
+        return "an unknown place"
+    frame = ours[-1]
+    path = frame.filename.replace(os.sep, "/")
+    short = path.split("/plugins/", 1)[-1] if "/plugins/" in path else os.path.basename(path)
+    return "%s (%s line %s)" % (frame.name, short, frame.lineno)
+
+
+def unexpected_message(context, error):
+    return ("%s: unexpected %s in %s: %s. This is a bug in keel.ops, not in your input: please report it with this "
+            "message (-vvv shows the traceback)" % (context, error.__class__.__name__,
+                                                    where_it_broke(traceback.extract_tb(error.__traceback__)),
+                                                    str(error).strip() or "no details"))
+
+
+@contextlib.contextmanager
+def module_failures(module, context):
+    """A module's main body runs inside this: a KeelError becomes fail_json with its message, and anything else
+    (a bug) becomes fail_json saying what was being done, so the user always gets JSON, never a bare traceback.
+    fail_json and exit_json end the process with SystemExit, which passes through."""
+    try:
+        yield
+    except KeelError as error:
+        module.fail_json(msg="%s: %s" % (context, error))
+    except Exception as error:  # pylint: disable=broad-except
+        module.fail_json(msg=unexpected_message(context, error), exception=traceback.format_exc())

@@ -334,7 +334,7 @@ duration_ms:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.keel.ops.plugins.module_utils import _argspecs as specs
-from ansible_collections.keel.ops.plugins.module_utils._errors import KeelError
+from ansible_collections.keel.ops.plugins.module_utils._errors import module_failures
 from ansible_collections.keel.ops.plugins.module_utils._probe_runner import build_checks, probe, validate_run_options
 from ansible_collections.keel.ops.plugins.module_utils._probes import FAIL_ON_CHOICES, is_failing
 
@@ -352,16 +352,14 @@ ARGUMENT_SPEC = dict(
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = module.params
-    try:
+    with module_failures(module, "health_probe"):
         validate_run_options(params)
         checks = build_checks(params["checks"], params["timeout"])
-    except KeelError as error:
-        module.fail_json(msg=str(error))
-    result = probe(checks, fail_on=params["fail_on"], retries=params["retries"], delay=params["delay"],
-                   deadline=params["deadline"], concurrency=params["concurrency"])
-    if is_failing(result["status"], params["fail_on"]):
-        module.fail_json(msg=result["summary"], changed=False, **result)
-    module.exit_json(changed=False, **result)
+        result = probe(checks, fail_on=params["fail_on"], retries=params["retries"], delay=params["delay"],
+                       deadline=params["deadline"], concurrency=params["concurrency"])
+        if is_failing(result["status"], params["fail_on"]):
+            module.fail_json(msg=result["summary"], changed=False, **result)
+        module.exit_json(changed=False, **result)
 
 
 if __name__ == "__main__":

@@ -272,7 +272,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.keel.ops.plugins.module_utils import _argspecs as specs
 from ansible_collections.keel.ops.plugins.module_utils import _pg_backup as engine
 from ansible_collections.keel.ops.plugins.module_utils._backup import Reporter
-from ansible_collections.keel.ops.plugins.module_utils._errors import KeelError
+from ansible_collections.keel.ops.plugins.module_utils._errors import module_failures
 
 ARGUMENT_SPEC = specs.merged(
     specs.REPOSITORY, specs.POSTGRES, specs.ENCRYPTION, specs.RETENTION, specs.BACKUP,
@@ -301,12 +301,10 @@ ACTIONS = {"present": engine.backup, "restored": engine.restore, "verified": eng
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     reporter = Reporter(check_mode=module.check_mode, warn=module.warn)
-    try:
+    with module_failures(module, "pg_backup (state=%s)" % module.params["state"]):
         config = engine.PgBackupConfig.from_params(module.params)
         result = ACTIONS[module.params["state"]](config, reporter)
-    except KeelError as error:
-        module.fail_json(msg="pg_backup (state=%s): %s" % (module.params["state"], error))
-    module.exit_json(**result)
+        module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -98,7 +98,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.keel.ops.plugins.module_utils import _argspecs as specs
 from ansible_collections.keel.ops.plugins.module_utils._backup import Reporter
-from ansible_collections.keel.ops.plugins.module_utils._errors import KeelError
+from ansible_collections.keel.ops.plugins.module_utils._errors import module_failures
 from ansible_collections.keel.ops.plugins.module_utils._pg_backup import describe_backups
 
 ARGUMENT_SPEC = specs.merged(specs.REPOSITORY, specs.INFO_FILTERS, database=dict(type="str"))
@@ -106,10 +106,8 @@ ARGUMENT_SPEC = specs.merged(specs.REPOSITORY, specs.INFO_FILTERS, database=dict
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    try:
+    with module_failures(module, "pg_backup_info"):
         module.exit_json(changed=False, **describe_backups(module.params, Reporter(warn=module.warn)))
-    except KeelError as error:
-        module.fail_json(msg="pg_backup_info: %s" % error)
 
 
 if __name__ == "__main__":

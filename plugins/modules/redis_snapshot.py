@@ -367,7 +367,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.keel.ops.plugins.module_utils import _argspecs as specs
 from ansible_collections.keel.ops.plugins.module_utils import _redis_snapshot as engine
 from ansible_collections.keel.ops.plugins.module_utils._backup import Reporter
-from ansible_collections.keel.ops.plugins.module_utils._errors import KeelError
+from ansible_collections.keel.ops.plugins.module_utils._errors import module_failures
 from ansible_collections.keel.ops.plugins.module_utils._redis import CONNECTION_SPEC
 
 ARGUMENT_SPEC = specs.merged(
@@ -394,12 +394,10 @@ def main():
                            mutually_exclusive=[["stop_command", "systemd_service", "docker_container"]],
                            required_together=[["stop_command", "start_command"]])
     reporter = Reporter(check_mode=module.check_mode, warn=module.warn)
-    try:
+    with module_failures(module, "redis_snapshot (state=%s)" % module.params["state"]):
         config = engine.RedisSnapshotConfig.from_params(module.params)
         result = ACTIONS[module.params["state"]](config, reporter)
-    except KeelError as error:
-        module.fail_json(msg="redis_snapshot (state=%s): %s" % (module.params["state"], error))
-    module.exit_json(**result)
+        module.exit_json(**result)
 
 
 if __name__ == "__main__":

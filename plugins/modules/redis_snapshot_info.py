@@ -111,7 +111,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.keel.ops.plugins.module_utils import _argspecs as specs
 from ansible_collections.keel.ops.plugins.module_utils._backup import Reporter
-from ansible_collections.keel.ops.plugins.module_utils._errors import KeelError
+from ansible_collections.keel.ops.plugins.module_utils._errors import module_failures
 from ansible_collections.keel.ops.plugins.module_utils._redis_snapshot import describe_snapshots
 
 ARGUMENT_SPEC = specs.merged(specs.REPOSITORY, specs.INFO_FILTERS)
@@ -119,10 +119,8 @@ ARGUMENT_SPEC = specs.merged(specs.REPOSITORY, specs.INFO_FILTERS)
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    try:
+    with module_failures(module, "redis_snapshot_info"):
         module.exit_json(changed=False, **describe_snapshots(module.params, Reporter(warn=module.warn)))
-    except KeelError as error:
-        module.fail_json(msg="redis_snapshot_info: %s" % error)
 
 
 if __name__ == "__main__":

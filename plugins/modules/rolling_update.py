@@ -459,7 +459,7 @@ from ansible.module_utils.basic import AnsibleModule, env_fallback
 
 from ansible_collections.keel.ops.plugins.module_utils import _argspecs as specs
 from ansible_collections.keel.ops.plugins.module_utils._engine_docker import PULL_CHOICES, connect, tls_config
-from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, KeelError
+from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, module_failures
 from ansible_collections.keel.ops.plugins.module_utils._lb_haproxy import HAProxyLoadBalancer, RuntimeAPI
 from ansible_collections.keel.ops.plugins.module_utils._lb_http import HttpHookLoadBalancer
 from ansible_collections.keel.ops.plugins.module_utils._rollout import (
@@ -573,15 +573,13 @@ def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True,
                            required_one_of=[("names", "labels")],
                            mutually_exclusive=[("names", "labels"), ("batch_size", "max_unavailable")])
-    try:
+    with module_failures(module, "rolling_update to %s" % module.params["image"]):
         result, failure = run(module.params, module.check_mode, module.warn)
-    except KeelError as error:
-        module.fail_json(msg="rolling_update to %s: %s" % (module.params["image"], error))
-    if not module._diff:
-        result.pop("diff")
-    if failure:
-        module.fail_json(msg=failure, **result)
-    module.exit_json(**result)
+        if not module._diff:
+            result.pop("diff")
+        if failure:
+            module.fail_json(msg=failure, **result)
+        module.exit_json(**result)
 
 
 if __name__ == "__main__":
