@@ -68,6 +68,20 @@ APP_VARIANTS = {  # variant -> (mode, what /health answers); see tools/app_image
     "v2": ("static", {"status": "ok", "version": "v2"}),
     "broken": ("error", {"status": "error", "version": "broken"}),
 }
+# Every program from a Debian package that the stack or the tests run, with the package that brings it;
+# tools/install-system-packages installs each of them, and a unit test keeps the two lists in step.
+SYSTEM_TOOLS = {
+    "podman": "podman",
+    "runc": "runc",
+    "slirp4netns": "slirp4netns",  # podman's user-mode networking (published ports); a recommends, not a depends
+    "haproxy": "haproxy",
+    "busybox": "busybox-static",
+    "/usr/lib/postgresql/15/bin/postgres": "postgresql-15",
+    "/usr/lib/postgresql/15/bin/pg_dump": "postgresql-15",
+    "/usr/bin/redis-server": "redis-server",
+    "/usr/bin/redis-check-rdb": "redis-server",
+}
+CONTAINER_TOOLS = ("podman", "runc", "slirp4netns", "haproxy", "busybox")
 SUN_PATH_MAX = 107  # unix socket paths longer than this cannot be bound
 LOG_TAIL_LINES = 15
 
@@ -157,6 +171,12 @@ def log_tail(log: Path | None, lines: int = LOG_TAIL_LINES) -> str:
 def find_tool(name: str) -> str | None:
     # sbin directories are often missing from PATH for non-login shells.
     return shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]))
+
+
+def missing_tools(names=None) -> list[str]:
+    """'<tool> (apt-get install <package>)' for each system tool that does not resolve here."""
+    return [f"{name} (apt-get install {SYSTEM_TOOLS[name]})" for name in (names or SYSTEM_TOOLS)
+            if not find_tool(name)]
 
 
 def run_as(user: tuple[int, int] | None) -> dict:
@@ -659,11 +679,8 @@ class Containers(Service):
     @staticmethod
     def engine_problem() -> str:
         """Why the fleet cannot run here ("" if it can): a missing tool, with its package."""
-        for tool, package in (("podman", "podman"), ("runc", "runc"), ("haproxy", "haproxy"),
-                              ("busybox", "busybox-static")):
-            if not find_tool(tool):
-                return f"{tool} is not installed (apt-get install {package})"
-        return ""
+        missing = missing_tools(CONTAINER_TOOLS)
+        return "not installed: " + ", ".join(missing) if missing else ""
 
     def env(self) -> dict:
         env = dict(os.environ, CONTAINERS_CONF=str(self.dir / "containers.conf"),

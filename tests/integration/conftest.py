@@ -44,6 +44,15 @@ def _load_stack_module():
 stack_tool = _load_stack_module()
 
 
+def pytest_sessionstart(session):
+    """In CI, first prove that every system program the suite runs resolves: a fresh machine that lacks one
+    fails here, naming the package, instead of in whichever test happens to need it."""
+    missing = stack_tool.missing_tools()
+    if IN_CI and missing:
+        pytest.exit("CI=true and these programs are missing (run tools/install-system-packages as root): "
+                    + ", ".join(missing), returncode=3)
+
+
 def unavailable(reason):
     """Skip a test whose service is missing; in CI, fail it instead."""
     if IN_CI:

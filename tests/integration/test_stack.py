@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import socket
 import stat
 import subprocess
@@ -292,3 +293,9 @@ def test_cli_status_reports_the_facts(stack_control):
 def test_unknown_service_names_are_refused(tmp_path):
     with pytest.raises(stack_tool.StackError, match="unknown service 'mysql'"):
         stack_tool.Stack(tmp_path / "s").start(services=["mysql"])
+
+
+def test_the_installer_brings_every_system_tool_the_stack_names():
+    installer = (stack_tool.REPO_ROOT / "tools" / "install-system-packages").read_text()
+    listed = re.search(r"^packages=\((.*)\)$", installer, re.M).group(1).split()
+    assert sorted(set(stack_tool.SYSTEM_TOOLS.values()) - set(listed)) == []
