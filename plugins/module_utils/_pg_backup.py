@@ -56,7 +56,8 @@ class PgBackupConfig(common.BackupConfig):
             return self.source
         host = self.connection.host or "local"
         host = "local" if host.startswith("/") else host
-        subject = {"database": database, "cluster": "cluster", "globals": "globals"}[self.scope]
+        subject = {"database": pg.artifact_stem(database or ""), "cluster": "cluster",
+                   "globals": "globals"}[self.scope]
         return "%s-%s-%s" % (host, self.connection.port, subject)
 
 
@@ -121,9 +122,9 @@ def _dump_database(config, tools, database, repo, backup_id, encoder, workdir):
 def _dump_stream(config, tools, database, snapshot, filters, repo, backup_id, encoder, workdir):
     """Custom format straight from pg_dump's stdout into the repository: nothing touches the local disk."""
     argv = pg.pg_dump_argv(tools["pg_dump"], database, snapshot=snapshot, **filters)
-    child = common.Child(argv, config.connection.child_env(workdir, database), workdir, stdout=subprocess.PIPE)
+    child = common.Child(argv, config.connection.child_env(workdir), workdir, stdout=subprocess.PIPE)
     try:
-        name = encoder.artifact_name(database + ".dump")
+        name = encoder.artifact_name(pg.artifact_stem(database) + ".dump")
         artifact = common.store_artifact(repo, backup_id, name, encoder, child.proc.stdout)
         child.finish()
     except BaseException:
@@ -135,13 +136,14 @@ def _dump_stream(config, tools, database, snapshot, filters, repo, backup_id, en
 def _dump_directory(config, tools, database, snapshot, filters, repo, backup_id, encoder, workdir):
     """Directory format with parallel pg_dump workers, then stored as one tar artifact. Its files sit on local
     disk in plaintext for a while, which is why from_params() refuses jobs > 1 with encryption."""
-    directory = os.path.join(workdir, database + ".dir")
+    directory = os.path.join(workdir, pg.local_name(database, ".dir"))
     argv = pg.pg_dump_argv(tools["pg_dump"], database, snapshot=snapshot, jobs=config.jobs, directory=directory,
                            **filters)
-    common.Child(argv, config.connection.child_env(workdir, database), workdir).finish()
+    common.Child(argv, config.connection.child_env(workdir), workdir).finish()
     reader = pipeline.DirectoryReader(directory)
     try:
-        artifact = common.store_artifact(repo, backup_id, encoder.artifact_name(database + ".dir.tar"), encoder, reader)
+        name = encoder.artifact_name(pg.artifact_stem(database) + ".dir.tar")
+        artifact = common.store_artifact(repo, backup_id, name, encoder, reader)
     finally:
         reader.close()
         shutil.rmtree(directory, ignore_errors=True)
@@ -258,7 +260,7 @@ def _restore_artifact(config, tools, repo, backup, artifact, identities, target,
                               jobs=config.jobs if on_disk else 1, path=path)
     if clean:
         argv[1:1] = ["--clean", "--if-exists"]
-    env = config.connection.child_env(workdir, target)
+    env = config.connection.child_env(workdir)
     if on_disk:
         return common.Child(argv, env, workdir).finish()
     child = common.Child(argv, env, workdir, stdin=subprocess.PIPE)

@@ -12,6 +12,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import hashlib
 import os
 import re
 import shutil
@@ -27,6 +28,8 @@ except ImportError:
 
 TOOLS = ("pg_dump", "pg_dumpall", "pg_restore", "psql")
 SYSTEM_DATABASES = ("postgres", "template0", "template1")
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$")
+_SLUG_SUFFIX = re.compile(r"-[0-9a-f]{16}$")  # what artifact_stem() appends; a plain name may not end like it
 
 
 class PostgresError(KeelError):
@@ -63,30 +66,64 @@ class Connection:
         conn.autocommit = autocommit
         return conn
 
-    def child_env(self, workdir, database=None):
-        """Environment for libpq tools: connection in PG* variables, the password in a 0600 PGPASSFILE."""
+    def child_env(self, workdir):
+        """Environment for libpq tools: connection in PG* variables, the password in a 0600 PGPASSFILE whose
+        only line names this host, port and user. The database goes on the command line as dbname_arg()."""
         env = dict((k, v) for k, v in os.environ.items() if not k.startswith("PG"))
         env.update(PGAPPNAME="keel.ops.pg_backup", PGCONNECT_TIMEOUT="15", PGPORT=str(self.port),
-                   PGDATABASE=database or self.database)
+                   PGDATABASE=self.database)
         for name, value in (("PGHOST", self.host), ("PGUSER", self.user), ("PGSSLMODE", self.ssl_mode),
                             ("PGSSLROOTCERT", self.ca_cert)):
             if value:
                 env[name] = value
         if self.password is not None:
-            env["PGPASSFILE"] = write_passfile(workdir, self.password)
+            env["PGPASSFILE"] = write_passfile(workdir, passfile_lines(self.host, self.port, self.user,
+                                                                        self.password))
         return env
+
+
+def dbname_arg(database):
+    """--dbname for a libpq tool that can never be read as a connection string.
+
+    libpq parses a --dbname holding '=' (or a postgresql:// URI) as conninfo, so a database named
+    "host=elsewhere port=5432" would send pg_dump, and our password, to another server. Given as the quoted value
+    of a dbname keyword instead, libpq takes it literally (a value inside a conninfo string is never expanded)."""
+    return "--dbname=dbname='%s'" % database.replace("\\", "\\\\").replace("'", "\\'")
 
 
 def _passfile_escape(value):
     return value.replace("\\", "\\\\").replace(":", "\\:")
 
 
-def write_passfile(workdir, password):
+def passfile_lines(host, port, user, password):
+    """The PGPASSFILE lines that hand the password to this server only: its host (a unix socket directory
+    matches as itself, or as 'localhost' when it is libpq's default one) and port, any database, this user."""
+    hosts = ["localhost"] if not host else [host, "localhost"] if host.startswith("/") else [host]
+    user_field = _passfile_escape(user) if user else "*"
+    return ["%s:%d:*:%s:%s" % (_passfile_escape(name), int(port), user_field, _passfile_escape(password))
+            for name in hosts]
+
+
+def write_passfile(workdir, lines):
     path = os.path.join(workdir, "pgpass")
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(descriptor, "w") as handle:
-        handle.write("*:*:*:*:%s\n" % _passfile_escape(password))
+        handle.write("".join(line + "\n" for line in lines))
     return path
+
+
+def local_name(database, suffix):
+    """A file name under the work dir for a database, derived from a hash, so that no name can climb out of it."""
+    return "db-%s%s" % (hashlib.sha256(database.encode("utf-8")).hexdigest()[:16], suffix)
+
+
+def artifact_stem(database):
+    """The repository file name of a database's dump: the name itself when it is plain, otherwise a readable
+    slug plus a hash, so that '/', '..' or control characters in a name never shape a storage key."""
+    if _PLAIN_NAME.match(database) and not _SLUG_SUFFIX.search(database):
+        return database
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "_", database).strip("_")[:40]
+    return "%s-%s" % (slug or "db", hashlib.sha256(database.encode("utf-8")).hexdigest()[:16])
 
 
 def first_line(error):
@@ -144,7 +181,7 @@ def pg_dump_argv(tool, database, snapshot=None, schemas=(), exclude_schemas=(), 
     for flag, values in (("--schema", schemas), ("--exclude-schema", exclude_schemas), ("--table", tables),
                          ("--exclude-table", exclude_tables)):
         argv += ["%s=%s" % (flag, value) for value in values]
-    return argv + ["--dbname=%s" % database]
+    return argv + [dbname_arg(database)]
 
 
 def pg_dumpall_globals_argv(tool, superuser=True):
@@ -158,7 +195,7 @@ def pg_dumpall_globals_argv(tool, superuser=True):
 def pg_restore_argv(tool, database, no_owner=False, role=None, schemas=(), tables=(), jobs=1, path=None):
     """pg_restore reading stdin (one stream, one transaction) or, with a path, a file or directory on disk,
     which is what --jobs needs."""
-    argv = [tool, "--no-password", "--exit-on-error", "--dbname=%s" % database]
+    argv = [tool, "--no-password", "--exit-on-error", dbname_arg(database)]
     if jobs > 1:
         argv.append("--jobs=%d" % jobs)
     else:

@@ -3,6 +3,7 @@
 import os
 
 import psycopg2
+from ansible_run import run_module
 
 SCHEMA_SQL = r"""
 CREATE SCHEMA sales;
@@ -122,3 +123,22 @@ def fill_random(pg, database, megabytes):
         cur.execute("INSERT INTO public.bulk (payload) SELECT decode(string_agg(md5(random()::text), ''), 'hex') "
                     "FROM generate_series(1, %s * 1024) g, generate_series(1, 64) h GROUP BY g", (megabytes,))
     conn.close()
+
+
+def conn_args(pg):
+    return dict(login_host=pg["host"], login_port=pg["port"], login_user=pg["user"],
+                login_password=pg["password"], bin_dir=pg["bin_dir"])
+
+
+def s3_args(s3):
+    return dict(s3_endpoint_url=s3["endpoint_url"], s3_region=s3["region"], s3_access_key=s3["access_key"],
+                s3_secret_key=s3["secret_key"])
+
+
+def backup(pg, repo, database, **extra):
+    return run_module("pg_backup", dict(conn_args(pg), repository=repo, database=database, **extra))
+
+
+def restore(pg, repo, database, target, **extra):
+    return run_module("pg_backup", dict(conn_args(pg), state="restored", repository=repo, database=database,
+                                        target_database=target, **extra))

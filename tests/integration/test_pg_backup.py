@@ -8,18 +8,18 @@ import uuid
 
 import pytest
 from ansible_run import cmdlines, run_four_ways, run_module, start_module, wait_for_partial
-from pg_fixtures import connect, create_database, database_exists, fill_random, fingerprints
+from pg_fixtures import (
+    backup,
+    conn_args,
+    connect,
+    create_database,
+    database_exists,
+    fill_random,
+    fingerprints,
+    restore,
+    s3_args,
+)
 from pyrage import x25519
-
-
-def conn_args(pg):
-    return dict(login_host=pg["host"], login_port=pg["port"], login_user=pg["user"],
-                login_password=pg["password"], bin_dir=pg["bin_dir"])
-
-
-def s3_args(s3):
-    return dict(s3_endpoint_url=s3["endpoint_url"], s3_region=s3["region"], s3_access_key=s3["access_key"],
-                s3_secret_key=s3["secret_key"])
 
 
 @pytest.fixture
@@ -32,15 +32,6 @@ def dbname(postgres):
 @pytest.fixture
 def repo(tmp_path):
     return str(tmp_path / "repo")
-
-
-def backup(pg, repo, database, **extra):
-    return run_module("pg_backup", dict(conn_args(pg), repository=repo, database=database, **extra))
-
-
-def restore(pg, repo, database, target, **extra):
-    return run_module("pg_backup", dict(conn_args(pg), state="restored", repository=repo, database=database,
-                                        target_database=target, **extra))
 
 
 def test_backup_four_ways_then_round_trip_is_identical(postgres, dbname, repo):
