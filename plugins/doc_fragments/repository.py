@@ -62,4 +62,21 @@ options:
     description: Verify the endpoint's TLS certificate.
     type: bool
     default: true
+  signing_key_file:
+    description:
+      - An ed25519 private key (PEM or OpenSSH format, unencrypted, readable only by the user running the module)
+        that signs every manifest and verification record this run writes. The signature is stored beside the
+        record as C(<record>.sig) and written first.
+      - Use it for repositories that many hosts can write, together with O(trusted_signing_keys) on the hosts
+        that restore. Make a key with C(openssl genpkey -algorithm ed25519 -out signing.pem).
+    type: path
+  trusted_signing_keys:
+    description:
+      - Public keys (each a PEM block, an OpenSSH C(ssh-ed25519 ...) line, or the path of a file holding one)
+        whose signatures a manifest must carry. When set, a manifest without a valid signature by one of them is
+        never believed - it is skipped with a warning in listings and refused by restore and verification -
+        before any of its artifacts is read.
+      - C(openssl pkey -in signing.pem -pubout) prints the public key of a signing key.
+    type: list
+    elements: str
 """

@@ -23,6 +23,8 @@ REPOSITORY = dict(
     s3_sse=dict(type="str", choices=["AES256", "aws:kms"]),
     s3_sse_kms_key_id=dict(type="str", no_log=False),
     s3_validate_certs=dict(type="bool", default=True),
+    signing_key_file=dict(type="path", no_log=False),
+    trusted_signing_keys=dict(type="list", elements="str", no_log=False),
 )
 
 POSTGRES = dict(

@@ -8,6 +8,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
 import fcntl
 import os
 import subprocess
@@ -17,13 +18,16 @@ from ansible_collections.keel.ops.plugins.module_utils import _pipeline as pipel
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, KeelError
 from ansible_collections.keel.ops.plugins.module_utils._repository import (
     Repository,
+    new_backup_id,
     parse_timestamp,
     plan_retention,
     retention_configured,
     utcnow,
     validate_retention,
+    validate_source,
 )
-from ansible_collections.keel.ops.plugins.module_utils._storage import open_storage
+from ansible_collections.keel.ops.plugins.module_utils._signing import Signer, Trust
+from ansible_collections.keel.ops.plugins.module_utils._storage import StorageError, open_storage
 
 KEY_ARTIFACT = "key.age"
 STDERR_TAIL = 2000
@@ -84,10 +88,14 @@ def recipient_texts(params):
 
 def read_text(path, option):
     try:
-        with open(path) as handle:
+        with open(path, encoding="utf-8") as handle:
             return handle.read()
     except (IOError, OSError) as error:
         raise ConfigError("%s: cannot read %s: %s" % (option, path, error.strerror or error))
+    except UnicodeDecodeError as error:
+        raise ConfigError("%s: %s is not a UTF-8 text file (byte %d is 0x%02x): give the key file itself, as "
+                          "age-keygen or the key's owner wrote it" % (option, path, error.start,
+                                                                        error.object[error.start]))
 
 
 def read_secret_file(path, option):
@@ -205,16 +213,79 @@ def store_artifact(repo, backup_id, name, encoder, source):
     return {"name": name, "size": size, "sha256": digest, "raw_size": raw}
 
 
+def _policy(config):
+    return dict((option, getattr(config, option, None)) for option in RETENTION_OPTIONS)
+
+
 def apply_retention(repo, config, reporter, exclude=()):
-    policy = dict((option, getattr(config, option, None)) for option in
-                  RETENTION_OPTIONS)
+    """Grandfather-father-son retention. `exclude` (the backup this run committed) is never deleted, whatever the
+    ids of other writers say about time; backups a restore holds are kept until it is done."""
+    policy = _policy(config)
     if not retention_configured(policy):
         return {"applied": False, "kept": [], "deleted": []}
     backups = repo.list()
-    keep, delete = plan_retention([(b.id, b.time) for b in backups if b.id not in exclude], policy)
+    keep, delete = plan_retention([(b.id, b.time) for b in backups], policy)
+    for backup_id in exclude:
+        if backup_id in delete:
+            delete.remove(backup_id)
+            keep[backup_id] = ["taken by this run"]
+    held = repo.live_holds()
+    for backup_id in [b for b in delete if b in held]:
+        delete.remove(backup_id)
+        keep[backup_id] = ["held by %s" % ", ".join(held[backup_id])]
     if not reporter.check_mode:
-        repo.delete(delete)
+        deleted = repo.delete(delete)
+        for backup_id in set(delete) - set(deleted):
+            keep[backup_id] = ["held by a restore that started meanwhile"]
+        delete = deleted
     return {"applied": True, "kept": sorted(keep, reverse=True), "deleted": delete, "reasons": keep}
+
+
+def run_backup(repo, config, reporter, take):
+    """The lifecycle every backup kind shares: lock -> clean up -> take -> commit -> retention.
+
+    take(backup_id) writes the artifacts and returns the manifest. It is committed only after the lock proves,
+    then and there, that this run still holds it; retention runs after a second proof and never deletes the
+    backup just committed. Returns (manifest, what cleanup removed, retention result)."""
+    with repo.lock(config.lock_timeout) as lock:
+        cleaned = _clean_up(repo, lock, reporter)
+        backup_id = new_backup_id()
+        try:
+            manifest = take(backup_id)
+            lock.check()
+            repo.commit(manifest)
+        except BaseException:
+            with contextlib.suppress(StorageError):  # the next run's cleanup removes what this cannot
+                repo.abandon(backup_id)
+            raise
+        try:
+            lock.check()
+        except StorageError as error:
+            reporter.warn("backup %s is complete, but retention was skipped: %s" % (backup_id, error))
+            return manifest, cleaned, {"applied": False, "kept": [], "deleted": [], "skipped": str(error)}
+        return manifest, cleaned, apply_retention(repo, config, reporter, exclude=(backup_id,))
+
+
+def prune(repo, config, reporter):
+    """state=absent of every backup kind: retention only, under the lock; without a keep_* option there is nothing
+    to do, which is an error. Returns (retention result, what cleanup removed)."""
+    if not retention_configured(_policy(config)):
+        raise ConfigError("state=absent applies retention: set at least one of %s" % ", ".join(RETENTION_OPTIONS))
+    if reporter.check_mode:
+        return apply_retention(repo, config, reporter), []
+    with repo.lock(config.lock_timeout) as lock:
+        cleaned = _clean_up(repo, lock, reporter)
+        lock.check()
+        return apply_retention(repo, config, reporter), cleaned
+
+
+def _clean_up(repo, lock, reporter):
+    for warning in lock.warnings:
+        reporter.warn(warning)
+    cleaned, left = repo.cleanup(lock.settle)
+    for text in left:
+        reporter.warn(text)
+    return cleaned
 
 
 class _KeyWorks(Exception):
@@ -287,6 +358,14 @@ def open_repository_storage(params):
     return open_storage(params["repository"], s3_options(params))
 
 
+def open_repository(params, kind, source, reporter=None, storage=None):
+    """The one way every module opens the backups of a source: storage, signing and trust from the options."""
+    signer = Signer.from_file(params["signing_key_file"]) if params.get("signing_key_file") else None
+    trust = Trust.from_option(params["trusted_signing_keys"]) if params.get("trusted_signing_keys") else None
+    return Repository(storage or open_repository_storage(params), kind, source, signer=signer, trust=trust,
+                      warn=reporter.warn if reporter else None)
+
+
 def _listed(backup, params, since):
     """The filters every info module shares: labels, since, verified."""
     labels = backup.manifest.get("labels") or {}
@@ -295,13 +374,24 @@ def _listed(backup, params, since):
             and params.get("verified") in (None, bool(backup.verified)))
 
 
+def _usable_source(name, storage, kind, reporter):
+    """A folder in the repository is data: one that is not a valid source name is skipped, with a warning."""
+    try:
+        validate_source(name)
+    except ConfigError:
+        reporter.warn("skipped %r in %s: not a source folder keel.ops writes" % (name, storage.describe(kind)))
+        return False
+    return True
+
+
 def describe_repository(params, kind, reporter, noun="backup", wanted=None):
     """The info modules' listing: backups of one kind (one or every source), filtered, newest first, limited,
     plus the age of the newest in hours and whether it is older than max_age (then a warning)."""
     storage = open_repository_storage(params)
     since = parse_timestamp(params["since"], "since") if params.get("since") else None
-    names = [params["source"]] if params.get("source") else storage.list_children(kind)
-    found = [backup for name in names for backup in Repository(storage, kind, name).list()
+    names = [params["source"]] if params.get("source") else [name for name in storage.list_children(kind)
+                                                             if _usable_source(name, storage, kind, reporter)]
+    found = [backup for name in names for backup in open_repository(params, kind, name, reporter, storage).list()
              if _listed(backup, params, since) and (wanted is None or wanted(backup))]
     found.sort(key=lambda backup: backup.time, reverse=True)
     if params.get("limit") is not None:

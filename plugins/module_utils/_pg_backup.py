@@ -12,6 +12,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -22,13 +23,8 @@ from ansible_collections.keel.ops.plugins.module_utils import _backup as common
 from ansible_collections.keel.ops.plugins.module_utils import _pipeline as pipeline
 from ansible_collections.keel.ops.plugins.module_utils import _postgres as pg
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, KeelError
-from ansible_collections.keel.ops.plugins.module_utils._repository import (
-    Repository,
-    isoformat,
-    new_backup_id,
-    utcnow,
-)
-from ansible_collections.keel.ops.plugins.module_utils._storage import open_storage
+from ansible_collections.keel.ops.plugins.module_utils._pipeline import IntegrityError
+from ansible_collections.keel.ops.plugins.module_utils._repository import isoformat, utcnow
 
 
 class PgBackupConfig(common.BackupConfig):
@@ -45,6 +41,9 @@ class PgBackupConfig(common.BackupConfig):
         config.jobs = params.get("jobs") or 1
         if config.jobs < 1:
             raise ConfigError("jobs must be at least 1, got %s" % config.jobs)
+        for option in ("lock_wait_timeout", "statement_timeout"):
+            if (params.get(option) or 0) < 0:
+                raise ConfigError("%s must be a number of seconds, 0 for no limit; got %s" % (option, params[option]))
         if config.jobs > 1 and config.encrypted:
             raise ConfigError("jobs > 1 makes pg_dump write a directory of plaintext files before they could be "
                               "encrypted; with encryption use jobs: 1 (compression still runs on every core)")
@@ -61,9 +60,8 @@ class PgBackupConfig(common.BackupConfig):
         return "%s-%s-%s" % (host, self.connection.port, subject)
 
 
-def _repository(config, database):
-    storage = open_storage(config.repository, config.s3)
-    return Repository(storage, "postgres", config.source_name(database))
+def _repository(config, database, reporter):
+    return common.open_repository(config.__dict__, "postgres", config.source_name(database), reporter)
 
 
 # --- child processes --------------------------------------------------------------------------------
@@ -74,18 +72,19 @@ class _RowCounter(threading.Thread):
     Counting in the exporting connection itself would abort the snapshot on any error (say, a table the role
     may not read) and pg_dump would fail with a misleading "could not import the requested snapshot"."""
 
-    def __init__(self, connection, database, snapshot, filters):
+    def __init__(self, config, database, snapshot, filters):
         threading.Thread.__init__(self)
-        self.args = (connection, database, snapshot, filters)
+        self.args = (config, database, snapshot, filters)
         self.stats = None
         self.error = None
 
     def run(self):
-        connection, database, snapshot, filters = self.args
+        config, database, snapshot, filters = self.args
         try:
-            conn = connection.connect(database, autocommit=False)
+            conn = config.connection.connect(database, autocommit=False)
             try:
-                pg.import_snapshot(conn, snapshot)
+                pg.import_snapshot(conn, snapshot, lock_timeout=config.lock_wait_timeout,
+                                   statement_timeout=config.statement_timeout)
                 self.stats = pg.table_statistics(conn, filters)
             finally:
                 conn.rollback()
@@ -101,15 +100,18 @@ def _dump_database(config, tools, database, repo, backup_id, encoder, workdir):
         snapshot = pg.export_snapshot(snapshot_conn)
         filters = dict(schemas=config.schemas or (), exclude_schemas=config.exclude_schemas or (),
                        tables=config.tables or (), exclude_tables=config.exclude_tables or ())
-        counter = _RowCounter(config.connection, database, snapshot, filters)
+        counter = _RowCounter(config, database, snapshot, filters)
         counter.start()
         try:
             dump = _dump_directory if config.jobs > 1 else _dump_stream
             artifact = dump(config, tools, database, snapshot, filters, repo, backup_id, encoder, workdir)
+        except common.ToolError as error:
+            raise _explained_lock_wait(error, config, database)
         finally:
             counter.join()
         if counter.error is not None:
-            raise pg.PostgresError("cannot count the rows the backup must record: %s" % pg.first_line(counter.error))
+            raise _explained_lock_wait(pg.PostgresError("cannot count the rows the backup must record: %s"
+                                                        % pg.first_line(counter.error)), config, database)
         if artifact["raw_size"] == 0:
             raise pg.PostgresError("pg_dump of %s produced no output" % database)
     finally:
@@ -119,9 +121,21 @@ def _dump_database(config, tools, database, repo, backup_id, encoder, workdir):
     return artifact, counter.stats
 
 
+def _explained_lock_wait(error, config, database):
+    """A dump that gave up waiting for a table lock says so, with what to do, instead of a bare timeout."""
+    text = str(error)
+    if "lock timeout" in text or ("LOCK TABLE" in text and "statement timeout" in text):
+        return pg.PostgresError("waited lock_wait_timeout (%gs) for a table lock in %s that another session holds "
+                                "or queues for (a migration?) and gave up, so nothing was stored; run the backup "
+                                "outside that work, or raise lock_wait_timeout. %s"
+                                % (config.lock_wait_timeout, database, text))
+    return error
+
+
 def _dump_stream(config, tools, database, snapshot, filters, repo, backup_id, encoder, workdir):
     """Custom format straight from pg_dump's stdout into the repository: nothing touches the local disk."""
-    argv = pg.pg_dump_argv(tools["pg_dump"], database, snapshot=snapshot, **filters)
+    argv = pg.pg_dump_argv(tools["pg_dump"], database, snapshot=snapshot, lock_wait_timeout=config.lock_wait_timeout,
+                           **filters)
     child = common.Child(argv, config.connection.child_env(workdir), workdir, stdout=subprocess.PIPE)
     try:
         name = encoder.artifact_name(pg.artifact_stem(database) + ".dump")
@@ -138,7 +152,7 @@ def _dump_directory(config, tools, database, snapshot, filters, repo, backup_id,
     disk in plaintext for a while, which is why from_params() refuses jobs > 1 with encryption."""
     directory = os.path.join(workdir, pg.local_name(database, ".dir"))
     argv = pg.pg_dump_argv(tools["pg_dump"], database, snapshot=snapshot, jobs=config.jobs, directory=directory,
-                           **filters)
+                           lock_wait_timeout=config.lock_wait_timeout, **filters)
     common.Child(argv, config.connection.child_env(workdir), workdir).finish()
     reader = pipeline.DirectoryReader(directory)
     try:
@@ -186,7 +200,7 @@ def backup(config, reporter):
         databases = _databases_to_dump(config, admin)
     finally:
         admin.close()
-    repo = _repository(config, config.database)
+    repo = _repository(config, config.database, reporter)
     plan = {"source": repo.source, "repository": repo.describe(), "databases": databases, "scope": config.scope,
             "server_version": server["version"]}
     if reporter.check_mode:
@@ -195,12 +209,9 @@ def backup(config, reporter):
     encoder = common.Encoder(config)
     workdir = common.workdir()
     try:
-        with repo.lock(config.lock_timeout) as lock:
-            for warning in lock.warnings:
-                reporter.warn(warning)
-            cleaned = repo.cleanup()
-            manifest = _take_backup(config, tools, repo, encoder, databases, server, client, workdir, lock)
-            retention = common.apply_retention(repo, config, reporter)
+        manifest, cleaned, retention = common.run_backup(
+            repo, config, reporter,
+            lambda backup_id: _take_backup(config, tools, repo, encoder, databases, server, client, workdir, backup_id))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     artifacts = manifest["artifacts"]
@@ -215,36 +226,28 @@ def backup(config, reporter):
                 % (manifest["id"], ", ".join(databases) or "globals", size, manifest["duration"]))
 
 
-def _take_backup(config, tools, repo, encoder, databases, server, client, workdir, lock):
-    backup_id = new_backup_id()
+def _take_backup(config, tools, repo, encoder, databases, server, client, workdir, backup_id):
+    """Write every artifact of one backup and return its manifest; run_backup() commits it."""
     started = utcnow()
     clock = time.monotonic()
     artifacts, statistics = [], {}
-    try:
-        if encoder.wrapped_key:
-            artifacts.append(common.store_key(repo, backup_id, encoder))
-        if config.scope in ("cluster", "globals"):
-            artifacts.append(_dump_globals(config, tools, repo, backup_id, encoder, workdir, server["superuser"]))
-        for database in databases:
-            artifact, stats = _dump_database(config, tools, database, repo, backup_id, encoder, workdir)
-            artifacts.append(artifact)
-            statistics[database] = stats
-        duration = round(time.monotonic() - clock, 3)
-        manifest = dict(encoder.manifest(), id=backup_id, kind="postgres", format="pg_dump",
-                        source={"name": repo.source, "host": config.connection.host, "port": config.connection.port,
-                                "database": config.database, "scope": config.scope,
-                                "server_version": server["version"]},
-                        tool={"name": "keel.ops.pg_backup", "version": common.VERSION, "client": client},
-                        started=isoformat(started), finished=isoformat(utcnow()), duration=duration,
-                        labels=config.labels or {}, artifacts=artifacts, statistics=statistics,
-                        options={"schemas": config.schemas, "exclude_schemas": config.exclude_schemas,
-                                 "tables": config.tables, "exclude_tables": config.exclude_tables})
-        lock.check()  # an S3 lock can be lost during a long backup: never commit without it
-        repo.commit(manifest)
-        return manifest
-    except BaseException:
-        repo.abandon(backup_id)
-        raise
+    if encoder.wrapped_key:
+        artifacts.append(common.store_key(repo, backup_id, encoder))
+    if config.scope in ("cluster", "globals"):
+        artifacts.append(_dump_globals(config, tools, repo, backup_id, encoder, workdir, server["superuser"]))
+    for database in databases:
+        artifact, stats = _dump_database(config, tools, database, repo, backup_id, encoder, workdir)
+        artifacts.append(artifact)
+        statistics[database] = stats
+    duration = round(time.monotonic() - clock, 3)
+    return dict(encoder.manifest(), id=backup_id, kind="postgres", format="pg_dump",
+                source={"name": repo.source, "host": config.connection.host, "port": config.connection.port,
+                        "database": config.database, "scope": config.scope, "server_version": server["version"]},
+                tool={"name": "keel.ops.pg_backup", "version": common.VERSION, "client": client},
+                started=isoformat(started), finished=isoformat(utcnow()), duration=duration,
+                labels=config.labels or {}, artifacts=artifacts, statistics=statistics,
+                options={"schemas": config.schemas, "exclude_schemas": config.exclude_schemas,
+                         "tables": config.tables, "exclude_tables": config.exclude_tables})
 
 
 # --- restore ----------------------------------------------------------------------------------------
@@ -361,18 +364,24 @@ def _target_state(connection, name):
         conn.close()
 
 
-def select_backup(config, database_hint):
-    repo = _repository(config, database_hint)
-    before = config.before
-    return repo, repo.select(config.backup_id or "latest", before)
+def select_backup(config, database_hint, reporter):
+    repo = _repository(config, database_hint, reporter)
+    return repo, repo.select(config.backup_id or "latest", config.before)
 
 
 def restore(config, reporter):
-    """state=restored: restore a selected backup into a target database, then check it."""
+    """state=restored: restore a selected backup into a target database, then check it.
+
+    A target that holds data is never dropped first: the backup is restored beside it into a staging database,
+    checked against the manifest's statistics, and only then swapped in by renaming both in one transaction. Any
+    failure before the swap leaves the target as it was."""
     tools = pg.find_tools(config.bin_dir)
-    repo, chosen = select_backup(config, config.database)
+    repo, chosen = select_backup(config, config.database, reporter)
+    if not [a for a in chosen.manifest["artifacts"] if a.get("kind") == "database"] and _globals_artifact(chosen):
+        return _restore_only_globals(config, tools, repo, chosen, reporter)
     artifact = _database_artifact(chosen, config.database if chosen.manifest["source"]["scope"] == "cluster"
                                   else None)
+    stats = _statistics(chosen, artifact)
     target = config.target_database or artifact["database"]
     pg.validate_identifier(target, "target_database")
     partial = bool(config.restore_schemas or config.restore_tables)
@@ -380,60 +389,153 @@ def restore(config, reporter):
     if config.restore_globals and not _globals_artifact(chosen):
         raise ConfigError("restore_globals: backup %s holds no globals; only scope cluster or globals backups do"
                           % chosen.id)
+    swap = state == "not empty" and not partial
     plan = {"backup_id": chosen.id, "backup_time": isoformat(chosen.time), "source": repo.source,
             "artifact": artifact["name"], "target_database": target, "target_state": state,
-            "restore_globals": bool(config.restore_globals),
-            "drop_target": state == "not empty" and not partial, "partial": partial,
+            "restore_globals": bool(config.restore_globals), "drop_target": swap, "partial": partial,
+            "staging_database": pg.staging_name(target) if swap else None,
             "safety_backup": bool(config.safety_backup and state == "not empty")}
     if state == "not empty" and not config.replace:
-        raise KeelError("target database %s is not empty: restoring would overwrite it. Set replace: true to drop "
-                        "and recreate it%s, or restore into another target_database"
-                        % (target, " (safety_backup: true keeps a backup of it first)" if not partial else ""))
+        raise KeelError("target database %s is not empty: restoring would overwrite it. Set replace: true to replace "
+                        "it%s, or restore into another target_database"
+                        % (target, " (it is restored beside the current one and swapped in once checked; "
+                                   "safety_backup: true also keeps a backup of it)" if not partial else ""))
     if reporter.check_mode:
         return dict(changed=True, plan=plan, backup_id=chosen.id, target_database=target,
-                    msg="would restore backup %s into %s%s" % (chosen.id, target,
-                                                               ", dropping it first" if plan["drop_target"] else ""))
+                    msg="would restore backup %s into %s%s" % (
+                        chosen.id, target, ", replacing it by a checked copy built beside it" if swap else ""))
     started = time.monotonic()
-    checked = repo.check_artifacts(chosen)
-    identities = common.open_identities(config, repo, chosen)
-    safety = None
-    if plan["safety_backup"]:
-        safety = _safety_backup(config, target, reporter)
+    with repo.hold(chosen, "pg_backup restore into %s" % target):
+        checked = repo.check_artifacts(chosen)
+        identities = common.open_identities(config, repo, chosen)
+        safety = _safety_backup(config, target, reporter) if plan["safety_backup"] else None
+        with _restore_lock(config, target, reporter) as admin:
+            restored = _restore_into(config, tools, repo, chosen, artifact, identities, plan, stats, admin, reporter)
+    duration = round(time.monotonic() - started, 3)
+    return dict(changed=True, plan=plan, backup_id=chosen.id, target_database=target, artifacts_checked=checked,
+                safety_backup=safety, verification=restored["verification"], duration=duration,
+                restore_duration=restored["restore_duration"],
+                msg="restored backup %s into %s: %d tables, %d rows match the backup, in %.1fs"
+                % (chosen.id, target, restored["verification"]["tables"], restored["verification"]["rows"],
+                   duration))
+
+
+def _restore_only_globals(config, tools, repo, backup, reporter):
+    """A scope=globals backup holds roles and tablespaces only: restoring it replays them, when asked to."""
+    if not config.restore_globals:
+        raise ConfigError("backup %s holds only globals (roles, tablespaces): set restore_globals: true to replay "
+                          "them" % backup.id)
+    plan = {"backup_id": backup.id, "backup_time": isoformat(backup.time), "source": repo.source,
+            "artifact": _globals_artifact(backup)["name"], "restore_globals": True, "target_database": None}
+    if reporter.check_mode:
+        return dict(changed=True, plan=plan, backup_id=backup.id, msg="would replay the globals of backup %s"
+                    % backup.id)
+    started = time.monotonic()
+    workdir = common.workdir()
+    try:
+        with repo.hold(backup, "pg_backup restore of globals"):
+            checked = repo.check_artifacts(backup)
+            identities = common.open_identities(config, repo, backup)
+            _restore_globals(config, tools, repo, backup, identities, workdir, reporter)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    duration = round(time.monotonic() - started, 3)
+    return dict(changed=True, plan=plan, backup_id=backup.id, target_database=None, artifacts_checked=checked,
+                duration=duration, restore_duration=duration,
+                msg="replayed the globals of backup %s in %.1fs" % (backup.id, duration))
+
+
+def _statistics(backup, artifact):
+    stats = (backup.manifest.get("statistics") or {}).get(artifact["database"])
+    if not isinstance(stats, dict) or not isinstance(stats.get("tables"), dict):
+        raise IntegrityError("backup %s records no statistics for database %s, so a restore could not be checked: "
+                             "its manifest is not one pg_backup wrote" % (backup.id, artifact["database"]))
+    return stats
+
+
+@contextlib.contextmanager
+def _restore_lock(config, target, reporter):
+    """One restore per target at a time (an advisory lock, freed by the server even if this process is killed);
+    under it, what a killed restore left is repaired: a staging copy that never served is dropped, and the
+    previous database that a completed swap did not get to drop is dropped, as that run would have."""
+    admin = config.connection.connect()
+    try:
+        if not pg.try_restore_lock(admin, target):
+            raise KeelError("another restore into %s is running on %s; wait for it to finish"
+                            % (target, config.connection.describe()))
+        for leftover, why in ((pg.staging_name(target), "the unfinished copy of a restore that was interrupted"),
+                              (pg.replaced_name(target), "the database that an interrupted restore replaced")):
+            if pg.database_exists(admin, leftover):
+                reporter.warn("dropped %s, %s into %s" % (leftover, why, target))
+                pg.drop_database(admin, leftover)
+        yield admin
+    finally:
+        admin.close()
+
+
+def _restore_into(config, tools, repo, backup, artifact, identities, plan, stats, admin, reporter):
+    """Restore into the target, or beside it and swap; returns the check's figures and the restore's duration."""
+    target, partial, swap = plan["target_database"], plan["partial"], plan["drop_target"]
+    into = plan["staging_database"] if swap else target
+    in_place = partial and plan["target_state"] == "not empty"
     workdir = common.workdir()
     try:
         if config.restore_globals:
-            _restore_globals(config, tools, repo, chosen, identities, workdir, reporter)
-        _prepare_target(config, target, state, partial, chosen.manifest["statistics"][artifact["database"]])
-        restore_started = time.monotonic()
-        _restore_artifact(config, tools, repo, chosen, artifact, identities, target, workdir,
-                          clean=partial and state == "not empty")
-        restore_seconds = time.monotonic() - restore_started
+            _restore_globals(config, tools, repo, backup, identities, workdir, reporter)
+        owner = config.role or (pg.database_owner(admin, target) if swap else None)
+        _prepare_target(config, admin, into, "missing" if swap else plan["target_state"], partial, stats, owner)
+        started = time.monotonic()
+        # Tables replaced inside a live database: one transaction (jobs: 1), so a failure rolls all of it back.
+        restore_config = PgBackupConfig(**dict(config.__dict__, jobs=1)) if in_place else config
+        _restore_artifact(restore_config, tools, repo, backup, artifact, identities, into, workdir, clean=in_place)
+        seconds = round(time.monotonic() - started, 3)
+        verification = _check_restored(config, into, stats, _expected_tables(stats, config), partial)
+    except BaseException as error:
+        if swap:
+            with contextlib.suppress(KeelError):
+                pg.drop_database(admin, into)
+            if isinstance(error, KeelError):
+                raise KeelError("%s. %s was not touched: the backup was restored beside it, into %s, which was "
+                                "dropped again" % (error, target, into))
+        raise
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    stats = chosen.manifest["statistics"][artifact["database"]]
-    tables = _expected_tables(stats, config)
-    checked_stats = _check_restored(config, target, stats, tables, partial)
-    duration = round(time.monotonic() - started, 3)
-    return dict(changed=True, plan=plan, backup_id=chosen.id, target_database=target, artifacts_checked=checked,
-                safety_backup=safety, verification=checked_stats, duration=duration,
-                restore_duration=round(restore_seconds, 3),
-                msg="restored backup %s into %s: %d tables, %d rows match the backup, in %.1fs"
-                % (chosen.id, target, checked_stats["tables"], checked_stats["rows"], duration))
+    if swap:
+        previous = pg.swap_in(admin, into, target)
+        try:
+            pg.drop_database(admin, previous)
+        except KeelError as error:
+            reporter.warn("the restored %s is in place; its previous version is kept as %s because dropping it "
+                          "failed (%s): drop it when you no longer need it" % (target, previous, error))
+    return {"verification": verification, "restore_duration": seconds}
 
 
 def _globals_artifact(backup):
     return next((a for a in backup.manifest["artifacts"] if a["kind"] == "globals"), None)
 
 
+GLOBALS_LIMIT = 64 * 1024 * 1024
+
+
 def _restore_globals(config, tools, repo, backup, identities, workdir, reporter):
     """Replay roles and tablespaces through psql. Roles that already exist make psql report errors and go on,
-    which is what a restore into a living cluster needs; those errors come back as warnings."""
+    which is what a restore into a living cluster needs; those errors come back as warnings.
+
+    The script comes from a repository, so it is data until proven otherwise: read whole (globals are small) and
+    refused if it holds any psql meta-command pg_dumpall does not write, before psql sees a byte of it."""
+    artifact = _globals_artifact(backup)
+    script = _read_globals(repo, backup, artifact, identities)
+    pg.check_globals_script(script, "the globals of backup %s (%s)" % (backup.id, artifact["name"]))
     argv = [tools["psql"], "--no-password", "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=0"]
     child = common.Child(argv, config.connection.child_env(workdir), workdir, stdin=subprocess.PIPE,
                          stdout=subprocess.DEVNULL)
     try:
-        common.stream_into(repo, backup, _globals_artifact(backup), identities, child.proc.stdin)
+        child.proc.stdin.write(script.encode("utf-8"))
         child.proc.stdin.close()
+    except (BrokenPipeError, ConnectionResetError):
+        child.finish()  # psql stopped reading: its own words say why
+        raise common.ToolError("psql stopped reading the globals of backup %s before their end: %s"
+                               % (backup.id, child.stderr_tail() or "it gave no reason"))
     except BaseException:
         child.kill()
         raise
@@ -441,6 +543,16 @@ def _restore_globals(config, tools, repo, backup, identities, workdir, reporter)
     if errors:
         reporter.warn("restoring the globals of backup %s: %d statements failed, e.g. %s"
                       % (backup.id, len(errors), errors[0]))
+
+
+def _read_globals(repo, backup, artifact, identities):
+    buffer = pipeline.LimitedBuffer(GLOBALS_LIMIT, "the globals of backup %s" % backup.id)
+    common.stream_into(repo, backup, artifact, identities, buffer)
+    try:
+        return buffer.getvalue().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise IntegrityError("the globals of backup %s are not UTF-8 text (byte %d): pg_dumpall did not write them"
+                             % (backup.id, error.start))
 
 
 def _safety_backup(config, target, reporter):
@@ -453,16 +565,9 @@ def _safety_backup(config, target, reporter):
     return {"backup_id": result["backup_id"], "source": result["source"], "location": result["location"]}
 
 
-def _prepare_target(config, target, state, partial, stats):
-    admin = config.connection.connect()
-    try:
-        if state == "not empty" and not partial:
-            pg.drop_database(admin, target)
-            state = "missing"
-        if state == "missing":
-            pg.create_database(admin, target, owner=config.role, encoding=stats.get("encoding"))
-    finally:
-        admin.close()
+def _prepare_target(config, admin, target, state, partial, stats, owner):
+    if state == "missing":
+        pg.create_database(admin, target, owner=owner, encoding=stats.get("encoding"))
     if partial:
         _create_schemas(config, target)
 
@@ -485,19 +590,20 @@ def _create_schemas(config, target):
 def verify(config, reporter):
     """state=verified: checksums, a restore into a scratch database, the statistics check; recorded."""
     tools = pg.find_tools(config.bin_dir)
-    repo, chosen = select_backup(config, config.database)
-    databases = [a for a in chosen.manifest["artifacts"] if a["kind"] == "database"]
+    repo, chosen = select_backup(config, config.database, reporter)
+    databases = [a for a in chosen.manifest["artifacts"] if a.get("kind") == "database"]
     if reporter.check_mode:
         return dict(changed=False, backup_id=chosen.id, msg="would verify backup %s" % chosen.id,
                     plan={"backup_id": chosen.id, "databases": [a["database"] for a in databases]})
     started = time.monotonic()
-    checked = repo.check_artifacts(chosen)
-    identities = common.open_identities(config, repo, chosen)
     results = []
     workdir = common.workdir()
     try:
-        for artifact in databases:
-            results.append(_verify_database(config, tools, repo, chosen, artifact, identities, workdir))
+        with repo.hold(chosen, "pg_backup verification"):
+            checked = repo.check_artifacts(chosen)
+            identities = common.open_identities(config, repo, chosen)
+            for artifact in databases:
+                results.append(_verify_database(config, tools, repo, chosen, artifact, identities, workdir))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     duration = round(time.monotonic() - started, 3)
@@ -513,7 +619,7 @@ def verify(config, reporter):
 
 def _verify_database(config, tools, repo, backup, artifact, identities, workdir):
     scratch = "keel_verify_%s" % backup.id.split("-")[-1]
-    stats = backup.manifest["statistics"][artifact["database"]]
+    stats = _statistics(backup, artifact)
     admin = config.connection.connect()
     try:
         pg.drop_database(admin, scratch)
@@ -539,18 +645,8 @@ def _verify_database(config, tools, repo, backup, artifact, identities, workdir)
 
 def prune(config, reporter):
     """state=absent: apply retention without taking a backup."""
-    repo = _repository(config, config.database)
-    if reporter.check_mode:
-        result = common.apply_retention(repo, config, reporter)
-    else:
-        with repo.lock(config.lock_timeout):
-            cleaned = repo.cleanup()
-            result = common.apply_retention(repo, config, reporter)
-            result["cleaned_up"] = cleaned
-    if not result["applied"]:
-        raise ConfigError("state=absent applies retention: set at least one of keep_last, keep_daily, keep_weekly, "
-                          "keep_monthly")
-    return dict(changed=bool(result["deleted"]), retention=result, deleted=result["deleted"],
+    result, cleaned = common.prune(_repository(config, config.database, reporter), config, reporter)
+    return dict(changed=bool(result["deleted"]), retention=result, deleted=result["deleted"], cleaned_up=cleaned,
                 msg="%s %d backups" % ("would delete" if reporter.check_mode else "deleted", len(result["deleted"])))
 
 

@@ -222,6 +222,44 @@ class DirectoryReader(_PipeThread):
         self._finish(self._read, self._write)
 
 
+def _extract_as_data(archive, member, directory):
+    """Extract with tarfile's 'data' filter: no setuid/setgid bits, no owners from the archive, nothing outside
+    the directory. Pythons without extraction filters get the same effect by hand."""
+    if hasattr(tarfile, "data_filter"):
+        archive.extract(member, directory, filter="data")
+        return
+    member.mode &= 0o755 if member.isdir() else 0o644
+    member.uid = member.gid = os.getuid()
+    member.uname = member.gname = ""
+    archive.extract(member, directory, set_attrs=False)
+
+
+class LimitedBuffer:
+    """A sink that keeps what is written in memory, for the few artifacts that must be read whole before use
+    (a globals script is checked before psql sees it); more than `limit` bytes is refused, not buffered."""
+
+    def __init__(self, limit, what):
+        self.limit, self.what = limit, what
+        self._chunks, self._size = [], 0
+
+    def write(self, data):
+        self._size += len(data)
+        if self._size > self.limit:
+            raise IntegrityError("%s are larger than %d MiB, which no pg_dumpall output of roles and tablespaces "
+                                 "is: refusing to load them" % (self.what, self.limit // (1024 * 1024)))
+        self._chunks.append(bytes(data))
+        return len(data)
+
+    def flush(self):
+        pass
+
+    def close(self):
+        pass
+
+    def getvalue(self):
+        return b"".join(self._chunks)
+
+
 class DirectoryWriter(_PipeThread):
     """A tar stream written out as files under a directory (the way back for DirectoryReader)."""
 
@@ -232,10 +270,10 @@ class DirectoryWriter(_PipeThread):
         with self._read as source:
             with tarfile.open(fileobj=source, mode="r|") as archive:
                 for member in archive:
-                    if not (member.isfile() or member.isdir()) or member.name.startswith(("/", "..")) \
-                            or "/../" in member.name:
+                    parts = member.name.split("/")
+                    if not (member.isfile() or member.isdir()) or member.name.startswith("/") or ".." in parts:
                         raise IntegrityError("unexpected entry %r in a directory artifact" % member.name)
-                    archive.extract(member, directory)
+                    _extract_as_data(archive, member, directory)
 
     def write(self, data):
         self._write.write(data)

@@ -12,16 +12,19 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import functools
 import hashlib
 import os
 import re
 import shutil
 import subprocess
+import time
 
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, DependencyError, KeelError
 
 try:
     import psycopg2
+    import psycopg2.errors
     from psycopg2 import sql
 except ImportError:
     psycopg2 = None
@@ -170,14 +173,17 @@ def check_client_version(tool_path, server_major, server_version):
 # --- argv ---------------------------------------------------------------------------------------------
 
 def pg_dump_argv(tool, database, snapshot=None, schemas=(), exclude_schemas=(), tables=(), exclude_tables=(),
-                 jobs=1, directory=None):
+                 jobs=1, directory=None, lock_wait_timeout=None):
     """pg_dump in custom format without its own compression (the pipeline compresses, on other cores), or
-    directory format with jobs > 1."""
+    directory format with jobs > 1. lock_wait_timeout (seconds) makes it fail instead of waiting forever for a
+    table lock that another session holds."""
     argv = [tool, "--no-password", "--format=directory" if jobs > 1 else "--format=custom", "--compress=0"]
     if jobs > 1:
         argv += ["--jobs=%d" % jobs, "--file=%s" % directory]
     if snapshot:
         argv.append("--snapshot=%s" % snapshot)
+    if lock_wait_timeout:
+        argv.append("--lock-wait-timeout=%dms" % int(lock_wait_timeout * 1000))
     for flag, values in (("--schema", schemas), ("--exclude-schema", exclude_schemas), ("--table", tables),
                          ("--exclude-table", exclude_tables)):
         argv += ["%s=%s" % (flag, value) for value in values]
@@ -211,6 +217,20 @@ def pg_restore_argv(tool, database, no_owner=False, role=None, schemas=(), table
 
 # --- queries ----------------------------------------------------------------------------------------
 
+def translated(what):
+    """Turn a psycopg2 error raised by a query function into a PostgresError saying what was being done."""
+    def wrap(function):
+        @functools.wraps(function)
+        def call(*args, **kwargs):
+            try:
+                return function(*args, **kwargs)
+            except psycopg2.Error as error:
+                raise PostgresError("cannot %s: %s" % (what, first_line(error)))
+        return call
+    return wrap
+
+
+@translated("read the server's version")
 def server_info(conn):
     with conn.cursor() as cur:
         cur.execute("SELECT current_setting('server_version'), current_setting('server_version_num')::int, "
@@ -219,12 +239,14 @@ def server_info(conn):
     return {"version": version, "major": number // 10000, "superuser": bool(superuser)}
 
 
+@translated("list the databases")
 def list_databases(conn):
     with conn.cursor() as cur:
         cur.execute("SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname")
         return [row[0] for row in cur.fetchall()]
 
 
+@translated("look the database up")
 def database_exists(conn, name):
     with conn.cursor() as cur:
         cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
@@ -238,6 +260,7 @@ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LI
 """
 
 
+@translated("look into the target database")
 def user_object_count(conn):
     """Tables, views, sequences... outside the system schemas: 0 means the database is empty."""
     with conn.cursor() as cur:
@@ -245,6 +268,7 @@ def user_object_count(conn):
         return cur.fetchone()[0]
 
 
+@translated("export a snapshot for the dump")
 def export_snapshot(conn):
     """Open a repeatable-read transaction and export its snapshot, so pg_dump and our row counts see the same
     data. The caller keeps `conn` open (and idle in that transaction) until pg_dump has started."""
@@ -255,12 +279,18 @@ def export_snapshot(conn):
         return cur.fetchone()[0]
 
 
-def import_snapshot(conn, snapshot):
+@translated("import the dump's snapshot")
+def import_snapshot(conn, snapshot, lock_timeout=None, statement_timeout=None):
+    """Join the dump's snapshot. The timeouts (seconds) keep a count from waiting forever behind a lock that a
+    migration holds or queues for, while the backup holds the repository lock."""
     with conn.cursor() as cur:
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
         # Counting runs beside pg_dump and only has to finish before it: no parallel workers to compete with it.
         cur.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+        for setting, seconds in (("lock_timeout", lock_timeout), ("statement_timeout", statement_timeout)):
+            if seconds:
+                cur.execute("SELECT set_config(%s, %s, true)", (setting, "%dms" % int(seconds * 1000)))
 
 
 _TABLES_SQL = """
@@ -295,6 +325,7 @@ def _table_selected(schema, table, filters):
     return not any(_matches(qualified if "." in p else table, [p]) for p in filters.get("exclude_tables") or ())
 
 
+@translated("count the rows of every table")
 def table_statistics(conn, filters=None):
     """Exact row count per table ('schema.table' -> rows) as seen by the connection's transaction, plus the
     number of large objects: what a restore must reproduce."""
@@ -352,6 +383,161 @@ def _execute(conn, statement, what):
             cur.execute(statement)
     except psycopg2.Error as error:
         raise PostgresError("cannot %s: %s" % (what, first_line(error)))
+
+
+# --- restoring beside the live database --------------------------------------------------------------
+
+SWAP_ATTEMPTS = 5
+
+
+def _name_hash(name):
+    return hashlib.sha256(name.encode("utf-8")).hexdigest()[:16]
+
+
+def staging_name(target):
+    """Where a restore that replaces `target` is built; fixed per target, so a killed run's leftover is found."""
+    return "keel_restore_%s" % _name_hash(target)
+
+
+def replaced_name(target):
+    """What `target` is renamed to by the swap, until the new one has taken its place and it can be dropped."""
+    return "keel_replaced_%s" % _name_hash(target)
+
+
+def restore_lock_key(target):
+    """The advisory lock that keeps two restores from building the same target at once."""
+    return int.from_bytes(hashlib.sha256(b"keel.ops restore " + target.encode("utf-8")).digest()[:8], "big",
+                          signed=True)
+
+
+@translated("take the restore lock of the target database")
+def try_restore_lock(conn, target):
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_try_advisory_lock(%s)", (restore_lock_key(target),))
+        return cur.fetchone()[0]
+
+
+@translated("read the owner of the target database")
+def database_owner(conn, name):
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (name,))
+        row = cur.fetchone()
+    return row[0] if row else None
+
+
+def swap_in(conn, staging, target, wait=1.0):
+    """Put `staging` in the place of `target` in one transaction (both renames or neither), after ending the
+    sessions on `target`; returns the name the previous `target` now has. Sessions that reconnect in between
+    make a rename fail: retried a few times."""
+    old = replaced_name(target)
+    statements = [
+        (sql.SQL("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = {} AND pid <> "
+                 "pg_backend_pid()").format(sql.Literal(target)), None),
+        (sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(target), sql.Identifier(old)), None),
+        (sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(staging), sql.Identifier(target)), None),
+    ]
+    conn.autocommit = False
+    try:
+        for attempt in range(SWAP_ATTEMPTS):
+            try:
+                with conn.cursor() as cur:
+                    for statement, args in statements:
+                        cur.execute(statement, args)
+                conn.commit()
+                return old
+            except psycopg2.errors.ObjectInUse as error:
+                conn.rollback()
+                if attempt == SWAP_ATTEMPTS - 1:
+                    raise PostgresError("cannot swap the restored database in: %s kept getting new sessions (%s); "
+                                        "the restored copy is %s and %s is untouched. Stop its clients and run "
+                                        "the restore again" % (target, first_line(error), staging, target))
+                time.sleep(wait)
+            except psycopg2.Error as error:
+                conn.rollback()
+                raise PostgresError("cannot swap the restored database %s in for %s: %s; %s is untouched"
+                                    % (staging, target, first_line(error), target))
+    finally:
+        conn.autocommit = True
+
+
+# --- psql scripts read from a repository ------------------------------------------------------------
+
+# The only meta-commands pg_dumpall writes into globals: \restrict and \unrestrict (PostgreSQL 17.6, 16.10,
+# 15.14, 14.19, 13.22 and later), each with a random alphanumeric key.
+_ALLOWED_META = re.compile(r"\\(?:un)?restrict [A-Za-z0-9]+[ \t]*$")
+_DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$")
+
+
+def meta_commands(script):
+    """(line, text) of every psql meta-command in `script`: a backslash outside literals, quoted identifiers,
+    dollar quotes and comments, as psql's own lexer finds them."""
+    found, i, line, size = [], 0, 1, len(script)
+    while i < size:
+        char = script[i]
+        if char == "\n":
+            line += 1
+        if char == "\\":
+            end = script.find("\n", i)
+            end = size if end < 0 else end
+            found.append((line, script[i:end]))
+            i = end
+            continue
+        skip = _skip_quoted(script, i)
+        if skip:
+            line += script.count("\n", i, skip)
+            i = skip
+            continue
+        i += 1
+    return found
+
+
+def _skip_quoted(script, i):
+    """The index just past a literal, identifier, dollar quote or comment starting at i; 0 if none starts."""
+    two = script[i:i + 2]
+    if two == "--":
+        end = script.find("\n", i)
+        return len(script) if end < 0 else end
+    if two == "/*":
+        depth, j = 1, i + 2
+        while j < len(script) and depth:
+            depth += {"/*": 1, "*/": -1}.get(script[j:j + 2], 0)
+            j += 2 if script[j:j + 2] in ("/*", "*/") else 1
+        return j
+    char = script[i]
+    if char in "'\"":
+        escapes = char == "'" and i > 0 and script[i - 1] in "eE" and not (script[i - 2:i - 1].isalnum()
+                                                                        if i > 1 else False)
+        j = i + 1
+        while j < len(script):
+            if escapes and script[j] == "\\":
+                j += 2
+                continue
+            if script[j] == char:
+                if script[j + 1:j + 2] == char:
+                    j += 2
+                    continue
+                return j + 1
+            j += 1
+        return j
+    if char == "$":
+        tag = _DOLLAR_TAG.match(script, i)
+        if tag and not (i > 0 and (script[i - 1].isalnum() or script[i - 1] == "_")):
+            end = script.find(tag.group(0), tag.end())
+            return len(script) if end < 0 else end + len(tag.group(0))
+    return 0
+
+
+def check_globals_script(script, where):
+    """Refuse a globals script that holds any psql meta-command pg_dumpall does not write (\\! runs a shell on
+    this host, \\connect goes elsewhere, \\o writes files), or that switches off standard_conforming_strings,
+    under which psql would read its quotes differently from this check."""
+    for line, text in meta_commands(script):
+        if not _ALLOWED_META.match(text):
+            raise PostgresError("%s line %d holds the psql meta-command %r, which pg_dumpall never writes: the backup "
+                                "was tampered with; nothing was replayed" % (where, line, text[:40]))
+    if re.search(r"standard_conforming_strings\s*(=|to)\s*'?off", script, re.I):
+        raise PostgresError("%s switches standard_conforming_strings off, which pg_dumpall never does: the backup "
+                            "was tampered with; nothing was replayed" % where)
 
 
 def validate_identifier(value, option):

@@ -65,8 +65,8 @@ class RedisSnapshotConfig(common.BackupConfig):
         return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
 
-def _repository(config):
-    return repository.Repository(common.open_repository_storage(config.__dict__), "redis", config.source_name())
+def _repository(config, reporter):
+    return common.open_repository(config.__dict__, "redis", config.source_name(), reporter)
 
 
 def _workdir():
@@ -209,7 +209,7 @@ def snapshot(config, reporter):
     """state=present: take a snapshot, then apply retention."""
     server = rd.Server(config.connection)
     facts = server_facts(server)
-    repo = _repository(config)
+    repo = _repository(config, reporter)
     rdb_path = _rdb_path(config, server) if config.snapshot_method == "bgsave" else None
     plan = {"source": repo.source, "repository": repo.describe(), "method": config.snapshot_method,
             "server": server.describe(), "server_version": facts["version"], "role": facts["role"],
@@ -223,12 +223,10 @@ def snapshot(config, reporter):
     encoder = common.Encoder(config)
     workdir = _workdir()
     try:
-        with repo.lock(config.lock_timeout) as lock:
-            for warning in lock.warnings:
-                reporter.warn(warning)
-            cleaned = repo.cleanup()
-            manifest = _take_snapshot(config, server, facts, binary, repo, encoder, rdb_path, workdir, lock)
-            retention = common.apply_retention(repo, config, reporter)
+        manifest, cleaned, retention = common.run_backup(
+            repo, config, reporter,
+            lambda backup_id: _take_snapshot(config, server, facts, binary, repo, encoder, rdb_path, workdir,
+                                             backup_id))
     finally:
         server.close()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -253,8 +251,8 @@ def _open_rdb(config, server, rdb_path):
     return rd.ReplicationRdb(config.connection, config.timeout)
 
 
-def _take_snapshot(config, server, facts, binary, repo, encoder, rdb_path, workdir, lock):
-    backup_id = repository.new_backup_id()
+def _take_snapshot(config, server, facts, binary, repo, encoder, rdb_path, workdir, backup_id):
+    """Write the snapshot's artifacts and return its manifest; run_backup() commits it."""
     started = repository.utcnow()
     clock = time.monotonic()
     artifacts = []
@@ -287,13 +285,10 @@ def _take_snapshot(config, server, facts, binary, repo, encoder, rdb_path, workd
                               "checker": binary.describe("redis-check-rdb")},
                         started=repository.isoformat(started), finished=_now(), duration=duration,
                         labels=config.labels or {}, artifacts=artifacts, statistics=stats, method=method)
-        lock.check()  # an S3 lock can be lost during a long snapshot: never commit without it
-        repo.commit(manifest)
         return manifest
     except BaseException:
         if checker is not None:
             checker.kill()
-        repo.abandon(backup_id)
         raise
     finally:
         if source is not None:
@@ -334,8 +329,8 @@ def _rdb_artifact(backup):
     return next(a for a in backup.manifest["artifacts"] if a.get("kind") == "rdb")
 
 
-def _select(config):
-    repo = _repository(config)
+def _select(config, reporter):
+    repo = _repository(config, reporter)
     return repo, repo.select(config.backup_id or "latest", config.before)
 
 
@@ -375,7 +370,7 @@ def _load_into_temporary(config, repo, backup, identities, binary, workdir):
 
 def restore(config, reporter):
     """state=restored: bring a snapshot back into a server, by replacing its RDB or by writing its keys."""
-    repo, chosen = _select(config)
+    repo, chosen = _select(config, reporter)
     stats = chosen.manifest["statistics"]
     server = rd.Server(config.connection)
     try:
@@ -603,7 +598,7 @@ def _refuse_conflicts(scanner, target, databases):
 
 def verify(config, reporter):
     """state=verified: checksums, the RDB's own validity and its key counts, recorded in the repository."""
-    repo, chosen = _select(config)
+    repo, chosen = _select(config, reporter)
     if reporter.check_mode:
         return dict(changed=False, backup_id=chosen.id, msg="would verify snapshot %s" % chosen.id,
                     plan={"backup_id": chosen.id, "method": config.verify_method})
@@ -640,18 +635,8 @@ def verify(config, reporter):
 # --- absent and info --------------------------------------------------------------------------------
 
 def prune(config, reporter):
-    """state=absent: retention only; without a keep_* option there is nothing to do, which is an error."""
-    if not any(getattr(config, option, None) is not None for option in common.RETENTION_OPTIONS):
-        raise ConfigError("state=absent applies retention: set at least one of %s"
-                          % ", ".join(common.RETENTION_OPTIONS))
-    repo = _repository(config)
-    cleaned = []
-    if reporter.check_mode:
-        retention = common.apply_retention(repo, config, reporter)
-    else:
-        with repo.lock(config.lock_timeout):
-            cleaned = repo.cleanup()
-            retention = common.apply_retention(repo, config, reporter)
+    """state=absent: retention only."""
+    retention, cleaned = common.prune(_repository(config, reporter), config, reporter)
     deleted = retention["deleted"]
     return dict(changed=bool(deleted), retention=retention, deleted=deleted, cleaned_up=cleaned,
                 msg="%s %d snapshots" % ("would delete" if reporter.check_mode else "deleted", len(deleted)))

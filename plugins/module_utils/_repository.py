@@ -6,7 +6,10 @@
     <repo>/<kind>/<source>/<backup_id>/manifest.json   written last: present = the backup exists
     <repo>/<kind>/<source>/<backup_id>/<artifact>      each listed in the manifest with size and sha256
     <repo>/<kind>/<source>/<backup_id>/verified.json   the last successful verification, if any
+    <repo>/<kind>/<source>/<backup_id>/*.sig           ed25519 signatures of those two, when signing is on
     <repo>/<kind>/<source>/.lock                       one writer at a time per source
+    <repo>/<kind>/<source>/.holds/<backup_id>.<token>  a restore or verification reading that backup: retention
+                                                       leaves it alone while the hold is live
 
 It works on any Storage from _storage.py (local directory or S3), so both behave the same.
 """
@@ -15,22 +18,37 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
 import datetime
 import json
 import os
 import re
+import threading
+import time
 
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, KeelError
 from ansible_collections.keel.ops.plugins.module_utils._pipeline import IntegrityError, sha256_of
+from ansible_collections.keel.ops.plugins.module_utils._storage import (
+    NotFound,
+    StorageError,
+    describe_holder,
+    holder_record,
+    parse_record,
+    process_gone,
+)
 
 MANIFEST = "manifest.json"
 VERIFIED = "verified.json"
+SIGNATURE = ".sig"
 LOCK = ".lock"
+HOLDS = ".holds"
+HOLD_TTL = 600
 FORMAT_VERSION = 1
 KINDS = ("postgres", "redis", "files")
 ID_TIME_FORMAT = "%Y%m%dT%H%M%S"
 _ID_PATTERN = re.compile(r"^\d{8}T\d{9}Z-[0-9a-f]{6}$")
 _SOURCE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 
 
 class BackupNotFound(KeelError):
@@ -110,16 +128,48 @@ class Backup:
         }
 
 
-class Repository:
-    """The backups of one kind and source inside a storage."""
+def _hold_expired(record):
+    try:
+        return parse_timestamp(record["expires"], "expires") < utcnow()
+    except (KeyError, TypeError, AttributeError, ConfigError):
+        return True  # not a hold record of ours: it holds nothing
 
-    def __init__(self, storage, kind, source):
+
+def check_manifest(manifest, backup_id, location):
+    """A manifest read from a repository is data from elsewhere: prove its shape before anything relies on it."""
+    problem = None
+    if manifest.get("id") != backup_id or not is_backup_id(backup_id):
+        problem = "its id %r does not match its folder %s" % (manifest.get("id"), backup_id)
+    elif not isinstance(manifest.get("artifacts"), list) or not manifest["artifacts"]:
+        problem = "it lists no artifacts"
+    else:
+        for artifact in manifest["artifacts"]:
+            if not (isinstance(artifact, dict) and isinstance(artifact.get("name"), str) and artifact["name"]
+                    and "/" not in artifact["name"] and not artifact["name"].startswith(".")
+                    and isinstance(artifact.get("size"), int) and not isinstance(artifact.get("size"), bool)
+                    and _SHA256_PATTERN.match(str(artifact.get("sha256")))):
+                problem = "artifact entry %r is malformed (name, size and sha256 are required)" % (artifact,)
+                break
+    if problem:
+        raise IntegrityError("the manifest of backup %s is not one keel.ops wrote: %s; the backup cannot be trusted"
+                             % (location, problem))
+
+
+class Repository:
+    """The backups of one kind and source inside a storage.
+
+    signer signs what this run writes (manifests, verification records); trust, when set, makes every manifest
+    prove its signature before it is believed (see _signing.py). warn receives what list() had to skip."""
+
+    def __init__(self, storage, kind, source, signer=None, trust=None, warn=None):
         if kind not in KINDS:
             raise ConfigError("kind must be one of %s" % ", ".join(KINDS))
         self.storage = storage
         self.kind = kind
         self.source = validate_source(source)
         self.prefix = "%s/%s" % (kind, source)
+        self.signer, self.trust = signer, trust
+        self._warn = warn or (lambda text: None)
 
     def key(self, backup_id, name=None):
         return "/".join(part for part in (self.prefix, backup_id, name) if part)
@@ -134,35 +184,68 @@ class Repository:
     def backup_ids(self):
         return [name for name in self.storage.list_children(self.prefix) if is_backup_id(name)]
 
-    def cleanup(self):
-        """Remove what interrupted writers left: only safe while holding the lock."""
-        removed = list(self.storage.cleanup_incomplete(self.prefix))
+    def cleanup(self, settle=0):
+        """Remove what interrupted writers left, once it is `settle` seconds old (see LockInfo.settle): only safe
+        while holding the lock. Returns what was removed, and what was left because it is younger."""
+        removed = list(self.storage.cleanup_incomplete(self.prefix, settle))
+        left = []
         for backup_id in self.backup_ids():
-            if not self.storage.exists(self.key(backup_id, MANIFEST)):
-                self.storage.delete_prefix(self.key(backup_id))
-                removed.append("incomplete backup %s" % self.describe(backup_id))
-        return removed
+            if self.storage.exists(self.key(backup_id, MANIFEST)):
+                continue
+            changed = self.storage.newest_change(self.key(backup_id))
+            if settle and changed is not None and time.time() - changed < settle:
+                left.append("left incomplete backup %s alone: it was written %ds ago, less than the lock's ttl of %ds, "
+                            "so the run that wrote it may still be going" % (self.describe(backup_id),
+                                                                             time.time() - changed, settle))
+                continue
+            self.storage.delete_prefix(self.key(backup_id))
+            removed.append("incomplete backup %s" % self.describe(backup_id))
+        return removed, left
+
+    def _read_json(self, backup_id, name, what):
+        """A JSON record of a backup, its signature proven first when trust is configured."""
+        data = self.storage.get(self.key(backup_id, name))
+        if self.trust is not None:
+            try:
+                signature = self.storage.get(self.key(backup_id, name + SIGNATURE))
+            except NotFound:
+                signature = None
+            self.trust.verify(data, signature, "the %s of backup %s" % (what, self.describe(backup_id)))
+        try:
+            record = json.loads(data.decode("utf-8"))
+        except ValueError as error:  # UnicodeDecodeError too
+            raise IntegrityError("the %s of backup %s is not valid JSON (%s): the backup cannot be trusted"
+                                 % (what, self.describe(backup_id), error))
+        if not isinstance(record, dict):
+            raise IntegrityError("the %s of backup %s is not a JSON object: the backup cannot be trusted"
+                                 % (what, self.describe(backup_id)))
+        return record
 
     def load(self, backup_id):
-        try:
-            manifest = json.loads(self.storage.get(self.key(backup_id, MANIFEST)).decode("utf-8"))
-        except ValueError as error:
-            raise IntegrityError("the manifest of backup %s is not valid JSON (%s): the backup cannot be trusted"
-                                 % (self.describe(backup_id), error))
+        manifest = self._read_json(backup_id, MANIFEST, "manifest")
         if manifest.get("format_version", 0) > FORMAT_VERSION:
             raise KeelError("backup %s was written by a newer keel.ops (manifest format %s); upgrade the collection"
                             % (backup_id, manifest.get("format_version")))
+        check_manifest(manifest, backup_id, self.describe(backup_id))
         verified = None
         if self.storage.exists(self.key(backup_id, VERIFIED)):
-            verified = json.loads(self.storage.get(self.key(backup_id, VERIFIED)).decode("utf-8"))
+            try:
+                verified = self._read_json(backup_id, VERIFIED, "verification record")
+            except IntegrityError as error:
+                self._warn("%s; the backup is listed as not verified" % error)
         return Backup(manifest, verified)
 
     def list(self):
-        """Complete backups, newest first; a folder without a manifest is not a backup."""
+        """Complete backups, newest first; a folder without a manifest is not a backup, and one whose manifest
+        cannot be trusted is skipped with a warning (so one damaged backup never hides the others)."""
         backups = []
         for backup_id in sorted(self.backup_ids(), reverse=True):
-            if self.storage.exists(self.key(backup_id, MANIFEST)):
+            if not self.storage.exists(self.key(backup_id, MANIFEST)):
+                continue
+            try:
                 backups.append(self.load(backup_id))
+            except (IntegrityError, NotFound) as error:
+                self._warn("skipped backup %s: %s" % (self.describe(backup_id), error))
         return backups
 
     def select(self, backup_id="latest", before=None):
@@ -183,11 +266,17 @@ class Repository:
     def artifact_writer(self, backup_id, name):
         return self.storage.writer(self.key(backup_id, name))
 
+    def _put_json(self, backup_id, name, record):
+        """Store a JSON record; with a signer, its signature goes first, so the record never appears unsigned."""
+        data = json.dumps(record, indent=2, sort_keys=True).encode("utf-8")
+        if self.signer is not None:
+            self.storage.put(self.key(backup_id, name + SIGNATURE), self.signer.sign(data))
+        self.storage.put(self.key(backup_id, name), data)
+
     def commit(self, manifest):
         """Write the manifest: from this moment the backup exists."""
         manifest = dict(manifest, format_version=FORMAT_VERSION)
-        data = json.dumps(manifest, indent=2, sort_keys=True).encode("utf-8")
-        self.storage.put(self.key(manifest["id"], MANIFEST), data)
+        self._put_json(manifest["id"], MANIFEST, manifest)
         return Backup(manifest)
 
     def abandon(self, backup_id):
@@ -195,8 +284,7 @@ class Repository:
         self.storage.delete_prefix(self.key(backup_id))
 
     def record_verification(self, backup_id, verification):
-        self.storage.put(self.key(backup_id, VERIFIED),
-                         json.dumps(verification, indent=2, sort_keys=True).encode("utf-8"))
+        self._put_json(backup_id, VERIFIED, verification)
 
     def open_artifact(self, backup_id, name):
         return self.storage.reader(self.key(backup_id, name))
@@ -221,10 +309,81 @@ class Repository:
         return checked
 
     def delete(self, backup_ids):
+        """Delete backups, except those a restore holds; returns the ids deleted.
+
+        The manifest goes first, so an interrupted delete leaves an incomplete backup, never a broken one. Holds
+        are looked at after that: a reader that placed its hold earlier is seen and the manifest is put back; one
+        that places it later finds no manifest and stops before reading (see hold())."""
+        deleted = []
         for backup_id in backup_ids:
-            # The manifest goes first, so an interrupted delete leaves an incomplete backup, never a broken one.
-            self.storage.delete([self.key(backup_id, MANIFEST)])
+            manifest_key = self.key(backup_id, MANIFEST)
+            try:
+                saved = [(name, self.storage.get(self.key(backup_id, name)))
+                         for name in (MANIFEST + SIGNATURE, MANIFEST) if self.storage.exists(self.key(backup_id, name))]
+            except NotFound:
+                continue  # deleted meanwhile
+            self.storage.delete([manifest_key])
+            if self.live_holds(backup_id):
+                for name, data in saved:
+                    self.storage.put(self.key(backup_id, name), data)
+                continue
             self.storage.delete_prefix(self.key(backup_id))
+            deleted.append(backup_id)
+        return deleted
+
+    # -- holds: readers that retention must wait for ---------------------------------------------------- #
+
+    def _hold_keys(self):
+        try:
+            return self.storage.list(self.key(HOLDS))
+        except NotFound:
+            return []
+
+    def live_holds(self, backup_id=None):
+        """{backup_id: [holder descriptions]} of the holds that are still live (not expired, holder not gone)."""
+        held = {}
+        for key in self._hold_keys():
+            name = key.rsplit("/", 1)[-1]
+            held_id = name.split(".", 1)[0]
+            if backup_id is not None and held_id != backup_id:
+                continue
+            try:
+                record = parse_record(self.storage.get(key))
+            except NotFound:
+                continue
+            if _hold_expired(record) or process_gone(record):
+                continue
+            held.setdefault(held_id, []).append(describe_holder(record))
+        return held
+
+    @contextlib.contextmanager
+    def hold(self, backup, purpose):
+        """Keep retention off `backup` while reading it: a hold record renewed by a heartbeat, removed at the
+        end. The manifest is looked at once the hold is in place, so a backup that retention deleted just
+        before is reported, never read half-way."""
+        record = holder_record(purpose, HOLD_TTL)
+        key = self.key(HOLDS, "%s.%s" % (backup.id, record["token"]))
+        self.storage.put(key, json.dumps(record).encode())
+        stop = threading.Event()
+        beat = threading.Thread(target=self._renew_hold, args=(key, record, stop), name="keel-hold-heartbeat")
+        beat.daemon = True
+        beat.start()
+        try:
+            if not self.storage.exists(self.key(backup.id, MANIFEST)):
+                raise BackupNotFound("backup %s was deleted (by retention in another run) before it could be read"
+                                     % self.describe(backup.id))
+            yield
+        finally:
+            stop.set()
+            beat.join()
+            with contextlib.suppress(StorageError):  # an expired hold is ignored by everyone anyway
+                self.storage.delete([key])
+
+    def _renew_hold(self, key, record, stop):
+        while not stop.wait(HOLD_TTL / 3.0):
+            renewed = dict(record, expires=isoformat(utcnow() + datetime.timedelta(seconds=HOLD_TTL)))
+            with contextlib.suppress(StorageError):
+                self.storage.put(key, json.dumps(renewed).encode())
 
 
 # --- retention --------------------------------------------------------------------------------------

@@ -82,6 +82,7 @@ PARTS_IN_FLIGHT = 2
 MAX_RESUMES = 5  # broken downloads resumed per reader before giving up
 LOCAL_LOCK_POLL = 0.1
 S3_LOCK_POLL = 1.0
+LOCK_MARGIN = 1 / 3.0  # of an S3 lock's ttl, left after a confirming renewal for clock skew between hosts
 
 PARTIAL_MARK = ".partial-"
 PARTIAL_RE = re.compile(r"^\..+\.partial-[0-9a-f]+$")
@@ -285,7 +286,7 @@ def _machine():
     return {"host": socket.gethostname(), "pidns": pidns, "boot": _read_first_line("/proc/sys/kernel/random/boot_id")}
 
 
-def _holder_record(owner, ttl=None):
+def holder_record(owner, ttl=None):
     now = time.time()
     record = _machine()
     record.update(pid=os.getpid(), since=_iso(now))
@@ -296,7 +297,7 @@ def _holder_record(owner, ttl=None):
     return record
 
 
-def _parse_record(data):
+def parse_record(data):
     """A lock record from the bytes of a lock file or object; {} when there is none or it is not ours."""
     try:
         record = json.loads(data.decode())
@@ -317,7 +318,7 @@ def describe_holder(record):
     return text
 
 
-def _process_gone(record):
+def process_gone(record):
     """True when the holder ran on this very machine (host, pid namespace, boot) and its pid no longer exists.
 
     A reused pid only makes us wait for the lock to expire, which is the safe direction.
@@ -353,17 +354,24 @@ class LockInfo:
     """What lock() hands to its with-block: where the lock is, our record, and anything worth a warning.
 
     took_over: text naming the dead or expired holder we replaced, or None.
-    lost: text explaining that another run took the lock over while we held it (S3 only), or None;
-          call check() before an irreversible step such as writing a manifest.
+    lost: text explaining that another run took the lock over while we held it (S3 only), or None.
     warnings: every such text, for the module to pass to warn().
+    settle: how old (seconds) a leftover of another writer must be before cleanup may remove it. 0 where this
+            lock proves the previous writer is gone (flock, or its pid is gone from this host); the lock's ttl
+            where it cannot (an S3 lock that expired: its holder may only be paused, and still writing).
+
+    check() before every irreversible step (writing a manifest, deleting backups): it proves, then and there,
+    that this run still holds the lock.
     """
 
-    def __init__(self, location, holder):
+    def __init__(self, location, holder, confirm=None, settle=0):
         self.location = location
         self.holder = holder
         self.took_over = None
         self.lost = None
         self.warnings = []
+        self.settle = settle
+        self._confirm = confirm
 
     def note(self, text):
         self.warnings.append(text)
@@ -371,6 +379,8 @@ class LockInfo:
     def check(self):
         if self.lost:
             raise StorageError(self.lost)
+        if self._confirm is not None:
+            self._confirm()
 
 
 # --------------------------------------------------------------------------- #
@@ -655,22 +665,34 @@ class LocalStorage(Storage):
                 return  # not empty (or gone): stop climbing
             directory = os.path.dirname(directory)
 
-    def cleanup_incomplete(self, prefix=""):
-        """Remove the partial files that writers killed before commit or abort left behind under prefix.
+    def cleanup_incomplete(self, prefix="", settle=0):
+        """Remove the partial files that writers killed before commit or abort left behind under prefix, once
+        they are at least `settle` seconds old.
 
         Call it only while holding the lock that serialises writers of this prefix: a live writer's partial
         file looks the same as a dead one's.
         """
         base = self.path_of(prefix, allow_empty=True)
         removed = []
+        newest = time.time() - settle
         with _os_errors("clean up", base):
             for directory, _dirnames, filenames in _walk(base):
                 for name in filenames:
-                    if PARTIAL_RE.match(name):
-                        removed.append(self._remove_partial(os.path.join(directory, name)))
+                    path = os.path.join(directory, name)
+                    if PARTIAL_RE.match(name) and os.lstat(path).st_mtime <= newest:
+                        removed.append(self._remove_partial(path))
         for text, path in removed:
             self._prune(os.path.dirname(path))
         return [text for text, path in removed]
+
+    def newest_change(self, prefix):
+        """When anything under prefix (partial writes included) was last written, as a Unix time; None if empty."""
+        base = self.path_of(prefix)
+        times = []
+        with _os_errors("list", base):
+            for directory, _dirnames, filenames in _walk(base):
+                times.extend(os.lstat(os.path.join(directory, name)).st_mtime for name in filenames)
+        return max(times) if times else None
 
     @staticmethod
     def _remove_partial(path):
@@ -750,15 +772,15 @@ class _LocalLock:
                                         "wait for that run to finish, stop it, or raise the lock timeout "
                                         "(the lock frees itself when its process exits)")
                 time.sleep(LOCAL_LOCK_POLL)
-            record = _holder_record(self.owner)
+            record = holder_record(self.owner)
             try:
-                previous = _parse_record(os.pread(self._fd, 65536, 0))
+                previous = parse_record(os.pread(self._fd, 65536, 0))
                 os.ftruncate(self._fd, 0)
                 os.pwrite(self._fd, json.dumps(record).encode(), 0)
             except OSError:
                 self._release()
                 raise
-        info = LockInfo(self.path, record)
+        info = LockInfo(self.path, record, confirm=self._confirm)
         if previous:
             info.took_over = "took over lock %s from %s: it ended without releasing it" % (
                 self.path, describe_holder(previous))
@@ -779,6 +801,12 @@ class _LocalLock:
                 return True
             os.close(fd)  # the previous holder removed this file as it released it: lock the new one
 
+    def _confirm(self):
+        """flock cannot be lost, but the file can be removed by hand, letting another run lock a new one."""
+        if self._fd is None or not self._still_linked(self._fd):
+            raise StorageError("lock file %s was removed while this run held it, so another run may hold a new one: "
+                               "nothing was committed or deleted; run it again" % self.path)
+
     def _still_linked(self, fd):
         try:
             current = os.stat(self.path)
@@ -790,7 +818,7 @@ class _LocalLock:
     def _read_holder(self):
         try:
             with open(self.path, "rb") as handle:
-                return _parse_record(handle.read())
+                return parse_record(handle.read())
         except OSError:
             return {}
 
@@ -809,6 +837,11 @@ class _LocalLock:
 # --------------------------------------------------------------------------- #
 # S3 and S3-compatible endpoints.
 # --------------------------------------------------------------------------- #
+
+
+def _epoch(moment):
+    """A datetime from botocore as a Unix time; an unknown time counts as now (the cautious direction)."""
+    return calendar.timegm(moment.utctimetuple()) + moment.microsecond / 1e6 if moment else time.time()
 
 
 def _error_code(err):
@@ -1065,8 +1098,9 @@ class S3Storage(Storage):
                     "s3:DeleteObject on bucket %s" % (self.location(first.get("Key")), len(failed) - 1, self.endpoint,
                                                       first.get("Code"), first.get("Message"), self.bucket)))
 
-    def cleanup_incomplete(self, prefix=""):
-        """Abort the unfinished multipart uploads under prefix (writers killed before commit or abort).
+    def cleanup_incomplete(self, prefix="", settle=0):
+        """Abort the unfinished multipart uploads under prefix (writers killed before commit or abort) that
+        started at least `settle` seconds ago.
 
         Call it only while holding the lock that serialises writers of this prefix: a live writer's upload
         looks the same as a dead one's.
@@ -1074,12 +1108,31 @@ class S3Storage(Storage):
         removed = []
         for page in self._pages("clean up", prefix, "list_multipart_uploads"):
             for upload in page.get("Uploads", []):
+                if settle and self._upload_activity(upload) > time.time() - settle:
+                    continue
                 self.abort_upload("clean up", upload["Key"], upload["UploadId"])
                 started = upload.get("Initiated")
                 removed.append("aborted unfinished multipart upload of %s (started %s, upload id %s)" % (
                     self.location(upload["Key"]),
                     started.strftime("%Y-%m-%dT%H:%M:%SZ") if started else "at an unknown time", upload["UploadId"]))
         return removed
+
+    def newest_change(self, prefix):
+        """When an object under prefix was last written or an upload there started, as a Unix time; None if
+        there is nothing."""
+        times = [_epoch(item.get("LastModified")) for page in self._pages("list", prefix, "list_objects_v2")
+                 for item in page.get("Contents", [])]
+        times += [self._upload_activity(upload) for page in self._pages("clean up", prefix, "list_multipart_uploads")
+                  for upload in page.get("Uploads", [])]
+        return max(times) if times else None
+
+    def _upload_activity(self, upload):
+        """When an unfinished upload last received a part (or started, before its first): a writer that is
+        still going keeps adding parts. Some S3-compatible servers report a fixed Initiated time; parts' are real."""
+        response = self._request("clean up", None, "list_parts", {"Key": upload["Key"], "UploadId": upload["UploadId"]},
+                                 tolerated=("NoSuchUpload",) + S3_MISSING, where=self.location(upload["Key"]))
+        parts = (response or {}).get("Parts") or []
+        return max([_epoch(part.get("LastModified")) for part in parts] or [_epoch(upload.get("Initiated"))])
 
     def abort_upload(self, action, full, upload_id):
         """Abort one multipart upload; one that is already gone (NoSuchUpload) is fine."""
@@ -1272,11 +1325,13 @@ class _S3Lock:
         self._info = None
         self._stop = threading.Event()
         self._heartbeat = None
+        self._renewing = threading.Lock()  # the heartbeat and check() renew with the same ETag: one at a time
+        self._last_error = None
 
     def __enter__(self):
         self._storage.require_conditional_writes(self.location)
         deadline = time.monotonic() + self._timeout
-        record = _holder_record(self._owner, self._ttl)
+        record = holder_record(self._owner, self._ttl)
         while not self._try_acquire(record):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -1285,7 +1340,7 @@ class _S3Lock:
                                     "wait for that run to finish or raise the lock timeout; if it died, the lock "
                                     "is taken over once it expires%s" % (" at %s" % expires if expires else ""))
             time.sleep(min(S3_LOCK_POLL, remaining))
-            record = _holder_record(self._owner, self._ttl)
+            record = holder_record(self._owner, self._ttl)
         self._heartbeat = threading.Thread(target=self._beat, name="keel-s3-lock-heartbeat")
         self._heartbeat.daemon = True
         self._heartbeat.start()
@@ -1312,7 +1367,10 @@ class _S3Lock:
             return False  # another run got there first
         self._etag = response["ETag"]
         self._expires = _from_iso(record["expires"])
-        self._info = LockInfo(self.location, record)
+        # Leftovers may go at once only when we replaced a holder whose process is proven gone; an expired or a
+        # released lock says nothing of a writer that lost it earlier and may still be writing.
+        settle = 0 if current is not None and process_gone(self._seen) else self._ttl
+        self._info = LockInfo(self.location, record, confirm=self.confirm, settle=settle)
         if previous:
             self._info.took_over = previous
             self._info.note(previous)
@@ -1326,7 +1384,7 @@ class _S3Lock:
                 body = response["Body"].read()
         except NotFound:
             return None
-        record = _parse_record(body)  # {} when not ours or damaged: it still counts as held until it expires
+        record = parse_record(body)  # {} when not ours or damaged: it still counts as held until it expires
         expires = _from_iso(record.get("expires"))
         if expires is None:
             expires = calendar.timegm(response["LastModified"].utctimetuple()) + self._ttl
@@ -1336,7 +1394,7 @@ class _S3Lock:
     def _stale(record, expires):
         if time.time() > expires:
             return "it expired at %s" % _iso(expires)
-        if _process_gone(record):
+        if process_gone(record):
             return "its process %s is gone from this host" % record.get("pid")
         return None
 
@@ -1347,20 +1405,52 @@ class _S3Lock:
                 return
 
     def _renew(self):
+        """One conditional renewal: True while we hold the lock (a failed request is retried at the next beat
+        until the lock would expire); False once it is lost."""
+        with self._renewing:
+            if self._info.lost:
+                return False
+            try:
+                self._renew_once()
+            except StorageError as err:
+                self._last_error = err
+                if time.time() <= self._expires:
+                    return True  # a network hiccup: try again at the next beat
+                self._lose("lock %s expired because it could not be renewed (%s)" % (self.location, err))
+                return False
+            return not self._info.lost
+
+    def _renew_once(self):
         record = dict(self._info.holder, expires=_iso(time.time() + self._ttl))
-        try:
-            response = self._put(record, IfMatch=self._etag)
-        except StorageError as err:
-            if time.time() <= self._expires:
-                return True  # a network hiccup: try again at the next beat
-            self._lose("lock %s expired because it could not be renewed (%s)" % (self.location, err))
-            return False
+        response = self._put(record, IfMatch=self._etag)
         if response is None:
             self._lose("lock %s was taken over by another run while this one held it" % self.location)
-            return False
+            return
         self._etag, self._expires = response["ETag"], _from_iso(record["expires"])
         self._info.holder = record
-        return True
+        self._last_error = None
+
+    def confirm(self):
+        """Renew now, synchronously, and raise unless this run provably still holds the lock with a margin left.
+
+        The heartbeat alone cannot prove it: it runs every ttl/3, hides failed renewals until expiry, and a pause
+        (a stopped process, a stuck request, a clock that jumped) can outlast the ttl without it noticing. Other
+        hosts judge expiry by their own clocks, so a renewal must leave at least LOCK_MARGIN of the ttl."""
+        with self._renewing:
+            if not self._info.lost:
+                started = time.time()
+                try:
+                    self._renew_once()
+                except StorageError as err:
+                    raise StorageError("cannot prove that this run still holds lock %s: renewing it failed (%s); "
+                                       "nothing was committed or deleted, run it again" % (self.location, err))
+                took = time.time() - started
+                if not self._info.lost and took > self._ttl * (1 - LOCK_MARGIN):
+                    self._lose("lock %s may have been taken over: renewing it took %.0fs of its %.0fs ttl"
+                               % (self.location, took, self._ttl))
+        if self._info.lost:
+            raise StorageError("%s; nothing was committed or deleted, and the next run cleans up what this one "
+                               "left" % self._info.lost)
 
     def _lose(self, text):
         self._info.lost = text

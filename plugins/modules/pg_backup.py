@@ -97,10 +97,31 @@ options:
   target_database:
     description: Database to restore into; defaults to the backed-up database's name.
     type: str
+  lock_wait_timeout:
+    description:
+      - Seconds C(pg_dump) and the row count beside it wait for a table lock held by another session (a
+        migration, a long C(ALTER TABLE)) before the backup fails; passed as C(--lock-wait-timeout) and
+        C(lock_timeout). V(0) waits forever, which can stall a backup (and its repository lock) indefinitely.
+    type: float
+    default: 120
+  statement_timeout:
+    description:
+      - Seconds one row-count query may run before the backup fails (C(statement_timeout)); V(0), the default,
+        sets no limit, since counting a large table legitimately takes a while.
+    type: float
+    default: 0
   replace:
     description:
-      - Allow a restore into a non-empty target database, which is dropped and recreated (or, when restoring
-        only some tables or schemas, whose restored objects are dropped and recreated).
+      - Allow a restore into a non-empty target database. The live database is not dropped first - the backup is
+        restored beside it into a staging database (C(keel_restore_<hash>)), checked against the row counts in
+        the manifest, and only then swapped in by renaming both databases in one transaction (sessions on the
+        target are ended for the swap). The previous database is dropped once the swap has succeeded. A failure
+        at any point before the swap - a missing role or extension, a full disk, a wrong row count - leaves the
+        target exactly as it was. The staging copy needs as much free disk space as the restored database.
+      - When restoring only some tables or schemas, only the restored objects are dropped and recreated, inside
+        the live database in one transaction (O(jobs) is then ignored), so a failure rolls all of it back.
+      - Only one restore runs into a target at a time. A restore killed midway leaves a staging database (or
+        the replaced one) that the next restore into that target drops, with a warning.
     type: bool
     default: false
   safety_backup:
@@ -284,6 +305,8 @@ ARGUMENT_SPEC = specs.merged(
     tables=dict(type="list", elements="str"),
     exclude_tables=dict(type="list", elements="str"),
     jobs=dict(type="int", default=1),
+    lock_wait_timeout=dict(type="float", default=120),
+    statement_timeout=dict(type="float", default=0),
     target_database=dict(type="str"),
     replace=dict(type="bool", default=False),
     safety_backup=dict(type="bool", default=False),

@@ -1,8 +1,10 @@
 """A PostgreSQL database worth backing up, and the fingerprints that prove a restore reproduced it."""
 
 import os
+import uuid
 
 import psycopg2
+import pytest
 from ansible_run import run_module
 
 SCHEMA_SQL = r"""
@@ -142,3 +144,15 @@ def backup(pg, repo, database, **extra):
 def restore(pg, repo, database, target, **extra):
     return run_module("pg_backup", dict(conn_args(pg), state="restored", repository=repo, database=database,
                                         target_database=target, **extra))
+
+
+@pytest.fixture
+def big_db(postgres):
+    name = "bulk_%s" % uuid.uuid4().hex[:8]
+    create_database(postgres, name)
+    fill_random(postgres, name, 96)
+    return name
+
+
+# gzip at level 9 runs at a few MB/s: slow enough that a second run or a SIGKILL lands mid-backup.
+SLOW = dict(compression="gzip", compression_level=9)

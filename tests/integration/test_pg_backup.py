@@ -8,13 +8,14 @@ import uuid
 
 import pytest
 from ansible_run import cmdlines, run_four_ways, run_module, start_module, wait_for_partial
-from pg_fixtures import (
+from pg_fixtures import (  # noqa: F401  (big_db is a fixture)
+    SLOW,
     backup,
+    big_db,
     conn_args,
     connect,
     create_database,
     database_exists,
-    fill_random,
     fingerprints,
     restore,
     s3_args,
@@ -189,17 +190,6 @@ def test_old_client_tools_are_refused_clearly(postgres, dbname, repo):
     assert "pg_dump is version 15" in failed["msg"] and "server runs PostgreSQL 18" in failed["msg"]
     assert "set bin_dir" in failed["msg"]
 
-
-@pytest.fixture
-def big_db(postgres):
-    name = "bulk_%s" % uuid.uuid4().hex[:8]
-    create_database(postgres, name)
-    fill_random(postgres, name, 96)
-    return name
-
-
-# gzip at level 9 runs at a few MB/s: slow enough that a second run or a SIGKILL lands mid-backup.
-SLOW = dict(compression="gzip", compression_level=9)
 
 
 def test_sigkill_mid_backup_leaves_nothing_and_secrets_stay_off_argv(postgres, big_db, repo, tmp_path):

@@ -377,7 +377,7 @@ def test_expired_lock_is_taken_over(store):
 def test_lock_of_a_dead_process_on_this_host_is_taken_over_at_once(store):
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
-    record = dict(_storage._holder_record("crashed run", ttl=600), pid=child.pid)
+    record = dict(_storage.holder_record("crashed run", ttl=600), pid=child.pid)
     put_lock(store, record)
     with store.lock("postgres/db1/.lock", timeout=0) as held:
         assert held.took_over.endswith(": its process %d is gone from this host" % child.pid)
@@ -518,3 +518,58 @@ def test_since_and_expiry_are_utc(store):
         assert (expires - since).total_seconds() == 60
         utcnow = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
         assert abs((utcnow - since).total_seconds()) < 5
+
+
+# --------------------------------------------------------------------------- #
+# Proving the lock before an irreversible step.
+# --------------------------------------------------------------------------- #
+
+
+def test_check_proves_the_lock_then_and_there_not_from_the_last_heartbeat(store):
+    """A pause (a stopped process, a stuck request) can outlast the ttl between two heartbeats: another run takes
+    the lock over, and the heartbeat has not noticed yet. check() must find out by itself, at once."""
+    with store.lock("postgres/db1/.lock", timeout=0, ttl=600) as held:
+        held.check()  # still ours: renews quietly
+        put_lock(store, {"host": "intruder", "pid": 1, "since": iso(time.time()), "expires": iso(time.time() + 600)})
+        with pytest.raises(StorageError, match="was taken over by another run while this one held it; nothing was "
+                                               "committed or deleted"):
+            held.check()
+    assert json.loads(store.get("postgres/db1/.lock"))["host"] == "intruder"
+
+
+def test_check_fails_when_the_lock_cannot_be_renewed(store, s3):
+    with store.lock("postgres/db1/.lock", timeout=0, ttl=600) as held:
+        reachable = store.client
+        closed = socket.socket()
+        closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+        try:
+            store.client = boto3.client("s3", endpoint_url="http://127.0.0.1:%d" % closed.getsockname()[1],
+                                        region_name=s3["region"], aws_access_key_id="x", aws_secret_access_key="y",
+                                        config=_storage._client_config(dict(_storage.S3_DEFAULTS, endpoint_url="x")))
+            with pytest.raises(StorageError, match="cannot prove that this run still holds lock .*renewing it failed"):
+                held.check()
+        finally:
+            store.client = reachable
+            closed.close()
+
+
+def test_cleanup_leaves_young_leftovers_unless_their_writer_is_proven_gone(store):
+    """After a normal release (or an expiry) a writer that lost the lock may still be writing: its fresh
+    leftovers stay until they are older than the ttl. A holder whose pid is gone from this host is proven dead."""
+    store.put("postgres/db1/20261201T000000000Z-aaaaaa/db.dump", b"partial backup of someone still writing")
+    upload = store.client.create_multipart_upload(Bucket=store.bucket,
+                                                  Key=store.full_key("postgres/db1/20261201T000000000Z-bbbbbb/x"))
+    store.client.upload_part(Bucket=store.bucket, Key=store.full_key("postgres/db1/20261201T000000000Z-bbbbbb/x"),
+                             UploadId=upload["UploadId"], PartNumber=1, Body=b"first part of a live writer")
+    with store.lock("postgres/db1/.lock", timeout=0, ttl=600) as held:
+        assert held.settle == 600
+        assert store.cleanup_incomplete("postgres/db1", held.settle) == []
+        assert store.newest_change("postgres/db1/20261201T000000000Z-aaaaaa") > time.time() - 60
+    assert uploads_under(store) == [store.full_key("postgres/db1/20261201T000000000Z-bbbbbb/x")]
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    put_lock(store, dict(_storage.holder_record("killed run", ttl=600), pid=child.pid))
+    with store.lock("postgres/db1/.lock", timeout=0, ttl=600) as held:
+        assert held.settle == 0
+        assert len(store.cleanup_incomplete("postgres/db1", held.settle)) == 1
+    assert uploads_under(store) == [] and upload["UploadId"]

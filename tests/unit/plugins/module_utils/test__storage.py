@@ -507,12 +507,12 @@ def test_describe_holder():
 def test_process_gone_only_for_dead_pids_of_this_machine():
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
-    here = _storage._holder_record(None)
-    assert _storage._process_gone(dict(here, pid=child.pid))
-    assert not _storage._process_gone(dict(here, pid=os.getpid()))
-    assert not _storage._process_gone(dict(here, pid=child.pid, host="elsewhere"))
-    assert not _storage._process_gone(dict(here, pid=child.pid, pidns="pid:[1]"))
-    assert not _storage._process_gone(dict(here, pid="12"))
+    here = _storage.holder_record(None)
+    assert _storage.process_gone(dict(here, pid=child.pid))
+    assert not _storage.process_gone(dict(here, pid=os.getpid()))
+    assert not _storage.process_gone(dict(here, pid=child.pid, host="elsewhere"))
+    assert not _storage.process_gone(dict(here, pid=child.pid, pidns="pid:[1]"))
+    assert not _storage.process_gone(dict(here, pid="12"))
 
 
 def test_human_size():
