@@ -11,6 +11,7 @@ generates a pgbench-like database of random data (bench/pgdata.py), then times:
   restore   zstd -dc | pg_restore into a fresh database (reference)
             pg_restore -j2 from the directory dump (reference, no target)
             keel, from the local repository into a fresh database
+            keel, replace=true over a live copy of the database (restored beside it, then swapped in)
             keel, from the encrypted S3 backup (no target)
 
 and the peak RSS of each keel module process on a 100 MB and on the full-size database.  Figures go to
@@ -264,9 +265,9 @@ class Keel:
         return {"seconds": seconds, "output_bytes": result.get("size"), "peak_rss_mb": [rss],
                 "backup_id": result.get("backup_id"), "module_duration": result.get("duration")}
 
-    def restore(self, dbname, backup_id, target, encrypted):
+    def restore(self, dbname, backup_id, target, encrypted, replace=False):
         args = dict(self.login, state="restored", database=dbname, source=dbname, backup_id=backup_id or "latest",
-                    target_database=target)
+                    target_database=target, replace=replace)
         if encrypted:
             args.update(self.s3, repository=self.s3_repo, decryption_identity_file=self.identity_file)
         else:
@@ -327,6 +328,18 @@ def restore_step(pg, source, restore, target):
     """A restore measurement: into a fresh `target`, checked against the source afterwards, then dropped."""
     def measure():
         drop_database(pg, target)
+        result = restore(target)
+        verify_restore(pg, source["database"], target, source)
+        return result
+
+    return measure
+
+
+def replace_step(pg, source, restore, target):
+    """A restore with replace=true over a live `target` (a copy of the source, made untimed), checked afterwards."""
+    def measure():
+        drop_database(pg, target)
+        pgdata.execute(pg, "postgres", f'CREATE DATABASE "{target}" TEMPLATE "{source["database"]}"')
         result = restore(target)
         verify_restore(pg, source["database"], target, source)
         return result
@@ -402,15 +415,17 @@ def keel_backup_steps(keel, info, prefix):
 
 def keel_restore_steps(keel, pg, info, prefix, runs):
     """Restores of the backups the backup steps made (looked up when the step runs)."""
-    def restore(backup_key, encrypted):
+    def restore(backup_key, encrypted, replace=False):
         def run(target):
             backup = runs.get(prefix + backup_key, {})
             if not backup.get("backup_id"):
                 raise BenchError(f"no {prefix + backup_key} to restore: {backup.get('error', 'no backup_id')}")
-            return keel.restore(info["database"], backup["backup_id"], target, encrypted)
+            return keel.restore(info["database"], backup["backup_id"], target, encrypted, replace=replace)
         return run
 
     return [(prefix + "keel_restore", restore_step(pg, info, restore("keel_backup", False), "bench_restore_keel")),
+            (prefix + "keel_restore_replace",
+             replace_step(pg, info, restore("keel_backup", False, replace=True), "bench_restore_keel_replace")),
             (prefix + "keel_restore_enc_s3",
              restore_step(pg, info, restore("keel_backup_enc_s3", True), "bench_restore_keel_s3"))]
 
@@ -442,6 +457,7 @@ LABELS = [  # key, operation, tool
     ("ref_restore_zstd", "restore", "zstd -dc | pg_restore (reference)"),
     ("ref_restore_directory", "restore", "pg_restore -j2, directory dump (reference)"),
     ("keel_restore", "restore", "keel, from local repository"),
+    ("keel_restore_replace", "restore", "keel, replace=true over a live copy (beside+swap)"),
     ("keel_restore_enc_s3", "restore", "keel, age encryption, from S3"),
 ]
 # keel key -> [(check, ratio from (keel seconds, reference seconds), reference key, comparison, target)]
@@ -450,6 +466,8 @@ TIME_CHECKS = {
                     ("time vs zstd pipe", lambda k, r: k / r, "ref_dump_zstd", "<=", 1.10)],
     "keel_backup_enc_s3": [("time vs zstd pipe", lambda k, r: k / r, "ref_dump_zstd", "<=", 1.25)],
     "keel_restore": [("time vs zstd | pg_restore", lambda k, r: k / r, "ref_restore_zstd", "<=", 1.10)],
+    # Restoring beside a live database and swapping it in must cost next to nothing over a fresh target.
+    "keel_restore_replace": [("time vs restore into a fresh db", lambda k, r: k / r, "keel_restore", "<=", 1.05)],
 }
 RSS_LIMIT_MB = 150
 RSS_GROWTH_LIMIT = 1.20  # "flat": peak RSS at full size at most 20 % above the 100 MB database's

@@ -229,7 +229,11 @@ def _check_s3_options(options):
     if options["profile"] and options["access_key"]:
         raise ConfigError("S3 options profile and access_key contradict each other: give one of them")
     endpoint = options["endpoint_url"]
-    if endpoint and (urlsplit(endpoint).scheme not in ("http", "https") or not urlsplit(endpoint).netloc):
+    try:
+        parts = urlsplit(endpoint) if endpoint else None
+    except ValueError as error:  # an unclosed [IPv6 address, for one
+        raise ConfigError("S3 option endpoint_url cannot be used: %s; write it as https://HOST[:PORT]" % error)
+    if parts and (parts.scheme not in ("http", "https") or not parts.netloc):
         raise ConfigError("S3 option endpoint_url %s is not an http(s) URL: write it as https://HOST[:PORT]"
                           % _printable_endpoint(options))
 
@@ -527,7 +531,8 @@ def _os_errors(action, path, not_found=False):
 
 
 def _make_private_dirs(path):
-    """mkdir -p giving 0700 to every directory it creates (os.makedirs applies the mode to the last one only)."""
+    """mkdir -p giving 0700 to every directory it creates (os.makedirs applies the mode to the last one only).
+    Each new directory's parent is fsynced, so that after a crash the path to a committed file still exists."""
     if os.path.isdir(path):
         return
     parent = os.path.dirname(path)
@@ -536,7 +541,8 @@ def _make_private_dirs(path):
     try:
         os.mkdir(path, 0o700)
     except FileExistsError:
-        pass  # made concurrently, or a file: the caller's next step reports the latter
+        return  # made concurrently, or a file: the caller's next step reports the latter
+    _fsync_dir(parent)
 
 
 def _create_private_file(path):
@@ -880,8 +886,14 @@ def _s3_client(options):
     except botocore.exceptions.ProfileNotFound:
         raise ConfigError("AWS profile %r is not defined for the user running the module (%s): fix the profile "
                           "option or add it to ~/.aws/config" % (options["profile"], _whoami())) from None
-    return session.client("s3", endpoint_url=options["endpoint_url"], verify=options["validate_certs"],
-                          config=_client_config(options))
+    try:
+        return session.client("s3", endpoint_url=options["endpoint_url"], verify=options["validate_certs"],
+                              config=_client_config(options))
+    except botocore.exceptions.InvalidRegionError:
+        raise ConfigError("S3 option region %r is not a region name: write it as AWS does, such as eu-central-1 "
+                          "(S3-compatible servers usually accept us-east-1)" % options["region"]) from None
+    except ValueError as error:  # botocore's own checks of the endpoint
+        raise ConfigError("S3 option endpoint_url cannot be used: %s" % error) from None
 
 
 class S3Storage(Storage):

@@ -8,6 +8,7 @@ import shutil
 import signal
 import socket
 import struct
+import subprocess
 import threading
 import time
 import uuid
@@ -395,3 +396,23 @@ def test_signed_backups_restore_and_a_tampered_manifest_is_refused(postgres, tmp
         assert not database_exists(postgres, name + "_forged")
     finally:
         _drop(postgres, name, name + "_ok")
+
+
+def test_a_psql_that_stops_reading_the_globals_reports_its_own_error(postgres, tmp_path):
+    repo = str(tmp_path / "repo")
+    taken = run_module("pg_backup", dict(conn_args(postgres), repository=repo, scope="globals", source="globals"))
+    assert taken.returncode == 0, taken.get("msg")
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for name in ("pg_dump", "pg_dumpall", "pg_restore"):
+        os.symlink(os.path.join(postgres["bin_dir"], name), tools / name)
+    version = subprocess.run([os.path.join(postgres["bin_dir"], "psql"), "--version"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+    (tools / "psql").write_text('#!/bin/sh\n[ "$1" = --version ] && { echo "%s"; exit 0; }\nexec 0<&-\n'
+                                'echo "psql: error: out of file descriptors (from the test)" >&2\nsleep 0.3\nexit 2\n'
+                                % version)
+    (tools / "psql").chmod(0o755)
+    done = run_module("pg_backup", dict(conn_args(postgres), bin_dir=str(tools), state="restored", repository=repo,
+                                        scope="globals", source="globals", restore_globals=True))
+    assert done.returncode == 1 and "out of file descriptors (from the test)" in done["msg"], done.get("msg")
+    assert "Traceback" not in done.stdout + done.stderr and "this is a bug" not in done["msg"].lower()

@@ -149,6 +149,15 @@ def test_s3_option_errors(given, message):
         s3_options(given)
 
 
+@pytest.mark.parametrize("given, message", [
+    ({"region": "not a region!"}, r"S3 option region 'not a region!' is not a region name"),
+    ({"endpoint_url": "http://[::1"}, r"S3 option endpoint_url cannot be used: Invalid IPv6 URL"),
+])
+def test_options_botocore_refuses_are_config_errors_not_tracebacks(given, message):
+    with pytest.raises(ConfigError, match=message):
+        open_storage("s3://bkt", dict(given, access_key="AK", secret_key="SK"))
+
+
 def test_unknown_profile_is_a_config_error(tmp_path, monkeypatch):
     config = tmp_path / "aws-config"
     config.write_text("[profile other]\nregion = eu-west-1\n")
@@ -196,6 +205,17 @@ def test_root_and_directories_are_created_private(tmp_path):
     store.put("postgres/db1/manifest.json", b"{}")
     for directory in ("new", "new/repo", "new/repo/postgres", "new/repo/postgres/db1"):
         assert mode_of(tmp_path / directory) == 0o700, directory
+
+
+def test_the_parent_of_every_new_directory_is_synced(tmp_path, monkeypatch):
+    synced = []
+    real = _storage._fsync_dir
+    monkeypatch.setattr(_storage, "_fsync_dir", lambda path: (synced.append(path), real(path)))
+    store = LocalStorage(str(tmp_path / "repo"))
+    store.put("postgres/db1/b1/manifest.json", b"{}")
+    for parent in ("", "repo", "repo/postgres", "repo/postgres/db1"):
+        assert str(tmp_path / parent).rstrip("/") in synced, parent
+    assert synced[-1] == str(tmp_path / "repo/postgres/db1/b1")  # and the file's own directory, after the rename
 
 
 def test_abort_leaves_nothing(store):
