@@ -485,9 +485,11 @@ class DockerEngine(ContainerEngine):
         records = []
         for volume in (listed or {}).get("Volumes") or []:
             try:
-                records.append(json.loads((volume.get("Labels") or {})[RECORD_LABEL]))
+                record = json.loads((volume.get("Labels") or {})[RECORD_LABEL])
             except (KeyError, TypeError, ValueError):
                 continue  # not one of ours after all
+            if isinstance(record, dict):
+                records.append(record)
         return records
 
     def write_record(self, name, record):

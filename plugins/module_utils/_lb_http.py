@@ -40,7 +40,8 @@ class HttpHookLoadBalancer(LoadBalancer):
             return template.format(server=server)
         except (KeyError, IndexError, ValueError) as error:
             raise LoadBalancerError("load_balancer.%s_url '%s' is not a valid template: %s; only {server} is "
-                                    "replaced (write literal braces as {{ and }})" % (action, mask_url(template), error))
+                                    "replaced (write literal braces as {{ and }})"
+                                    % (action, mask_url(template), error))
 
     def preflight(self, servers):
         for server in servers:

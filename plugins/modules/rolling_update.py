@@ -53,7 +53,8 @@ attributes:
   check_mode:
     support: full
     details: Connects to the engine and the load balancer, validates every template and server name, and returns
-      the plan (batches, skipped containers) without changing anything.
+      the plan (batches, skipped containers) and what an interrupted rollout left that the run would repair
+      first (RV(repaired), with a warning each), without changing anything.
   diff_mode:
     support: full
     details: Returns the image of each container to update, before and after.
