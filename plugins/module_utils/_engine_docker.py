@@ -14,6 +14,11 @@ Podman quirks handled here (Podman 4 compat API): it reports IpcMode 'shareable'
 and Runtime 'oci' for containers that asked for none of them, ulimits as RLIMIT_NOFILE, Entrypoint [] for
 none, WorkingDir '/' for an image without one, signals as numbers; and without systemd it never runs
 healthchecks on its own, so state() asks its libpod endpoint to run one while the status is 'starting'.
+
+Rollout records are empty volumes named <instance>-keel-rollout whose label holds the record as JSON: they
+live in the engine next to the containers they describe, so any later run against the same engine finds
+them, whatever host it runs from. Every API call goes through _call, which turns the SDK's errors and its
+HTTP library's transport errors (a socket that goes away, a timeout) into EngineError.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -21,6 +26,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
+import json
+import shlex
 import signal
 import warnings
 
@@ -38,7 +45,7 @@ try:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # urllib3's SOCKS DependencyWarning: no proxy is used here
         import docker
-        from docker.errors import DockerException, ImageNotFound, NotFound
+        from docker.errors import DockerException, NotFound
         from requests.exceptions import RequestException  # the Docker SDK's HTTP library
     HAS_DOCKER = True
 except ImportError:
@@ -51,12 +58,11 @@ except ImportError:
     class NotFound(DockerException):
         pass
 
-    class ImageNotFound(NotFound):
-        pass
-
     class RequestException(Exception):
         pass
 
+RECORD_LABEL = "keel.ops.rolling_update.record"
+RECORD_SUFFIX = "-keel-rollout"
 LOG_TAIL_LINES = 15
 PROBE_API_VERSION = "1.24"  # the oldest the SDK speaks; only used for the unversioned /_ping
 PULL_CHOICES = ("missing", "always", "never")
@@ -323,22 +329,32 @@ class DockerEngine(ContainerEngine):
         self.podman = podman
         self._healthchecked = {}
 
+    def _error(self, what, error):
+        return EngineError("container engine at %s: cannot %s: %s" % (self.docker_host, what, _first_line(error)))
+
     def _call(self, what, function, *args, **kwargs):
         try:
             return function(*args, **kwargs)
-        except DockerException as error:
-            raise EngineError("container engine at %s: cannot %s: %s" % (self.docker_host, what, _first_line(error)))
+        except (DockerException, RequestException) as error:
+            raise self._error(what, error)
+
+    def _optional(self, what, function, *args, **kwargs):
+        """_call, with None for something that does not exist."""
+        try:
+            return function(*args, **kwargs)
+        except NotFound:
+            return None
+        except (DockerException, RequestException) as error:
+            raise self._error(what, error)
+
+    def cli(self, *argv):
+        return " ".join(shlex.quote(part) for part in ("docker", "-H", self.docker_host) + argv)
 
     # -- images ---------------------------------------------------------------------------------------------
 
     def _image_id(self, ref):
-        try:
-            return self.api.inspect_image(ref)["Id"]
-        except ImageNotFound:
-            return None
-        except DockerException as error:
-            raise EngineError("container engine at %s: cannot inspect image %s: %s"
-                              % (self.docker_host, ref, _first_line(error)))
+        attrs = self._optional("inspect image %s" % ref, self.api.inspect_image, ref)
+        return attrs["Id"] if attrs else None
 
     def resolve_image(self, ref, pull="missing", check_mode=False):
         """The target image with its id; pulls it as `pull` says (never in check mode)."""
@@ -355,51 +371,60 @@ class DockerEngine(ContainerEngine):
         return TargetImage(ref, image_id)
 
     def _image_config(self, image_id):
-        try:
-            return self.api.inspect_image(image_id).get("Config") or {}
-        except ImageNotFound:
-            return None
+        attrs = self._optional("inspect image %s" % image_id, self.api.inspect_image, image_id)
+        return (attrs.get("Config") or {}) if attrs is not None else None
 
     # -- containers -----------------------------------------------------------------------------------------
 
     def _inspect(self, name_or_id):
         return self._call("inspect container %s" % name_or_id, self.api.inspect_container, name_or_id)
 
+    def _lookup(self, name_or_id):
+        return self._optional("inspect container %s" % name_or_id, self.api.inspect_container, name_or_id)
+
+    def _listed(self, labels):
+        filters = {"label": ["%s=%s" % (key, value) for key, value in sorted((labels or {}).items())]}
+        return self._call("list containers", self.api.containers, all=True, filters=filters)
+
     def select(self, names, labels):
         if names:
             found = []
             for name in names:
-                try:
-                    found.append(self.api.inspect_container(name))
-                except NotFound:
+                attrs = self._lookup(name)
+                if attrs is None:
                     raise ConfigError("no container named %s on %s%s" % (
                         name, self.docker_host, "; %s%s exists: a previous rollout was interrupted, see its "
                         "message" % (name, OLD_SUFFIX) if self.exists(name + OLD_SUFFIX) else ""))
-                except DockerException as error:
-                    raise EngineError("container engine at %s: cannot inspect container %s: %s"
-                                      % (self.docker_host, name, _first_line(error)))
+                found.append(attrs)
             return [instance_from_attrs(attrs) for attrs in found]
-        filters = {"label": ["%s=%s" % (key, value) for key, value in sorted((labels or {}).items())]}
-        listed = self._call("list containers", self.api.containers, all=True, filters=filters)
-        ids = [item["Id"] for item in listed
+        ids = [item["Id"] for item in self._listed(labels)
                if not any(name.endswith(OLD_SUFFIX) for name in item.get("Names") or [])]
         return [instance_from_attrs(self._inspect(container_id)) for container_id in ids]
 
-    def exists(self, name):
-        try:
-            self.api.inspect_container(name)
-            return True
-        except NotFound:
-            return False
-        except DockerException as error:
-            raise EngineError("container engine at %s: cannot inspect container %s: %s"
-                              % (self.docker_host, name, _first_line(error)))
+    def find(self, name):
+        attrs = self._lookup(name)
+        return instance_from_attrs(attrs) if attrs is not None else None
+
+    def leftovers(self, names, labels):
+        if names:
+            found = [self._lookup(name + OLD_SUFFIX) for name in names]
+        else:
+            found = [self._lookup(item["Id"]) for item in self._listed(labels)
+                     if any(name.endswith(OLD_SUFFIX) for name in item.get("Names") or [])]
+        return [instance_from_attrs(attrs) for attrs in found if attrs is not None]
 
     def stop(self, container_id, timeout):
         self._call("stop container %s" % container_id[:12], self.api.stop, container_id, timeout=int(timeout))
 
     def rename(self, container_id, name):
-        self._call("rename container %s to %s" % (container_id[:12], name), self.api.rename, container_id, name)
+        """Safe to repeat, and sure of its outcome: a rename that fails (a timeout, or Docker refusing the
+        name the container already has) is checked against the container's name."""
+        try:
+            self._call("rename container %s to %s" % (container_id[:12], name), self.api.rename, container_id, name)
+        except EngineError:
+            attrs = self._lookup(container_id)
+            if attrs is None or attrs["Name"].lstrip("/") != name:
+                raise
 
     def clone(self, instance, image_ref):
         attrs = self._inspect(instance.id)
@@ -419,14 +444,15 @@ class DockerEngine(ContainerEngine):
         self._call("start container %s" % container_id[:12], self.api.start, container_id)
 
     def remove(self, container_id):
-        self._call("remove container %s" % container_id[:12], self.api.remove_container, container_id, force=True)
+        self._optional("remove container %s" % container_id[:12], self.api.remove_container, container_id,
+                       force=True)
 
     def _run_podman_healthcheck(self, container_id):
         """Podman runs healthchecks from systemd timers; without systemd, ask it to run one now."""
         url = self.api._url("/libpod/containers/{0}/healthcheck", container_id)
         try:
             self.api._get(url)
-        except DockerException:
+        except (DockerException, RequestException):
             pass  # the status read next says what matters
 
     def state(self, container_id):
@@ -448,6 +474,34 @@ class DockerEngine(ContainerEngine):
     def logs(self, container_id):
         try:
             output = self.api.logs(container_id, tail=LOG_TAIL_LINES)
-        except DockerException:
+        except (DockerException, RequestException):
             return ""
         return output.decode("utf-8", "replace").strip()
+
+    # -- rollout records ------------------------------------------------------------------------------------
+
+    def records(self):
+        listed = self._call("list volumes", self.api.volumes, filters={"label": [RECORD_LABEL]})
+        records = []
+        for volume in (listed or {}).get("Volumes") or []:
+            try:
+                record = json.loads((volume.get("Labels") or {})[RECORD_LABEL])
+            except (KeyError, TypeError, ValueError):
+                continue  # not one of ours after all
+            if isinstance(record, dict):
+                records.append(record)
+        return records
+
+    def write_record(self, name, record):
+        volume, labels = name + RECORD_SUFFIX, {RECORD_LABEL: json.dumps(record, sort_keys=True)}
+        created = self._call("create volume %s" % volume, self.api.create_volume, volume, labels=labels)
+        if (created or {}).get("Labels") != labels:  # the engine kept an older volume of that name
+            self.remove_record(name)
+            self._call("create volume %s" % volume, self.api.create_volume, volume, labels=labels)
+
+    def remove_record(self, name):
+        volume = name + RECORD_SUFFIX
+        self._optional("remove volume %s" % volume, self.api.remove_volume, volume)
+
+    def record_commands(self, name):
+        return [self.cli("volume", "rm", name + RECORD_SUFFIX)]

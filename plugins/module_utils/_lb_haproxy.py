@@ -4,9 +4,11 @@
 """The rollout's LoadBalancer over HAProxy's runtime API (the stats socket, which needs 'level admin').
 
 One command per connection, over a unix socket path or host:port. Taking a server out: 'set server
-<backend>/<server> state drain' (no new sessions), wait until its current sessions reach 0 or the drain
-timeout, optionally 'shutdown sessions server', then 'state maint'. Putting it back: 'state ready', then wait
-until HAProxy reports the server running again. The configuration file is never touched.
+<backend>/<server> state drain' (no new sessions; skipped for a server in maintenance already), wait until
+its current sessions reach 0 or the drain timeout, optionally 'shutdown sessions server', then 'state maint'.
+Putting it back: the admin state it had before (admin_states) - 'state ready', then wait until HAProxy
+reports the server running again; or 'state drain' / 'state maint' for a server someone had taken out.
+The configuration file is never touched.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -16,11 +18,26 @@ __metaclass__ = type
 import socket
 import time
 
-from ansible_collections.keel.ops.plugins.module_utils._rollout import LoadBalancer, LoadBalancerError
+from ansible_collections.keel.ops.plugins.module_utils._rollout import READY, LoadBalancer, LoadBalancerError
 
 READ_CHUNK = 65536
 OP_STATE_RUNNING = "2"  # srv_op_state in 'show servers state': 0 stopped, 1 starting, 2 running, 3 stopping
 ADMIN_STATE_READY = "0"  # srv_admin_state: a bit field, 0 when no maintenance or drain flag is set
+MAINT, DRAIN = "maint", "drain"
+MAINT_FLAGS = 0x01 | 0x04  # SRV_ADMF_FMAINT (runtime API, 'state maint'), SRV_ADMF_CMAINT ('disabled' in the config)
+DRAIN_FLAGS = 0x08  # SRV_ADMF_FDRAIN ('state drain')
+
+
+def admin_state_name(value):
+    """srv_admin_state (a bit field) -> MAINT, DRAIN or READY; flags inherited from a tracked server or set by
+    DNS resolution are not the server's own and not something 'set server state' restores."""
+    try:
+        flags = int(value)
+    except (TypeError, ValueError):
+        raise LoadBalancerError("unexpected srv_admin_state '%s' from HAProxy" % value)
+    if flags & MAINT_FLAGS:
+        return MAINT
+    return DRAIN if flags & DRAIN_FLAGS else READY
 
 
 def parse_address(address):
@@ -141,6 +158,11 @@ class HAProxyLoadBalancer(LoadBalancer):
         for name in servers:
             self._ids[name] = (known[name]["be_id"], known[name]["srv_id"])
 
+    def admin_states(self, servers):
+        known = self._servers()
+        return dict((name, admin_state_name(known[name]["srv_admin_state"]) if name in known else None)
+                    for name in servers)
+
     def _path(self, server):
         return "%s/%s" % (self.backend, server)
 
@@ -152,7 +174,8 @@ class HAProxyLoadBalancer(LoadBalancer):
         return parse_stat_sessions(text, self.backend, server)
 
     def drain(self, server):
-        self.api.action("set server %s state drain" % self._path(server))
+        if self.admin_states([server])[server] != MAINT:  # 'state drain' would let a server in maintenance back in
+            self.api.action("set server %s state drain" % self._path(server))
         deadline = self.clock() + self.drain_timeout
         left = self.sessions(server)
         while left and self.clock() < deadline:
@@ -163,8 +186,11 @@ class HAProxyLoadBalancer(LoadBalancer):
         self.api.action("set server %s state maint" % self._path(server))
         return left
 
-    def enable(self, server):
-        self.api.action("set server %s state ready" % self._path(server))
+    def enable(self, server, state=None):
+        state = state or READY
+        if state not in (READY, DRAIN, MAINT):
+            raise LoadBalancerError("cannot put %s back in HAProxy admin state '%s'" % (self._path(server), state))
+        self.api.action("set server %s state %s" % (self._path(server), state))
 
     def state(self, server):
         row = self._servers().get(server)
@@ -172,7 +198,9 @@ class HAProxyLoadBalancer(LoadBalancer):
             raise LoadBalancerError("HAProxy backend '%s' no longer has a server %s" % (self.backend, server))
         return row
 
-    def wait_serving(self, server):
+    def wait_serving(self, server, state=None):
+        if (state or READY) != READY:
+            return  # it goes back out of rotation, as it was: nothing will serve
         deadline = self.clock() + self.serving_timeout
         while True:
             row = self.state(server)
@@ -185,5 +213,5 @@ class HAProxyLoadBalancer(LoadBalancer):
                     % (self._path(server), self.serving_timeout, row["srv_op_state"], row["srv_admin_state"]))
             self.sleep(self.poll_interval)
 
-    def hint(self, server):
-        return "echo 'set server %s state ready' | socat stdio %s" % (self._path(server), self.api.address)
+    def hint(self, server, state=None):
+        return "echo 'set server %s state %s' | socat stdio %s" % (self._path(server), state or READY, self.api.address)

@@ -15,6 +15,7 @@ __metaclass__ = type
 from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 from ansible.module_utils.urls import Request
 
+from ansible_collections.keel.ops.plugins.module_utils._redact import mask_url
 from ansible_collections.keel.ops.plugins.module_utils._rollout import LoadBalancer, LoadBalancerError
 
 MAX_ERROR_BODY = 300
@@ -39,7 +40,8 @@ class HttpHookLoadBalancer(LoadBalancer):
             return template.format(server=server)
         except (KeyError, IndexError, ValueError) as error:
             raise LoadBalancerError("load_balancer.%s_url '%s' is not a valid template: %s; only {server} is "
-                                    "replaced (write literal braces as {{ and }})" % (action, template, error))
+                                    "replaced (write literal braces as {{ and }})"
+                                    % (action, mask_url(template), error))
 
     def preflight(self, servers):
         for server in servers:
@@ -48,26 +50,27 @@ class HttpHookLoadBalancer(LoadBalancer):
 
     def _call(self, action, server):
         url = self.url(action, server)
+        shown = mask_url(url)
         try:
             response = Request().open(self.method, url, headers=self.headers, timeout=self.timeout,
                                       validate_certs=self.validate_certs, follow_redirects="safe")
             code = response.getcode()
         except HTTPError as error:
             body = error.read(MAX_ERROR_BODY).decode("utf-8", "replace") if error.fp else ""
-            raise LoadBalancerError("%s %s answered HTTP %d%s" % (self.method, url, error.code,
+            raise LoadBalancerError("%s %s answered HTTP %d%s" % (self.method, shown, error.code,
                                                                   ": " + " ".join(body.split()) if body else ""))
         except (URLError, OSError, ValueError) as error:
-            reason = getattr(error, "reason", error)
-            raise LoadBalancerError("%s %s failed: %s" % (self.method, url, reason))
+            reason = str(getattr(error, "reason", error)).replace(url, shown)  # some reasons quote the URL
+            raise LoadBalancerError("%s %s failed: %s" % (self.method, shown, reason))
         if not 200 <= code < 300:
-            raise LoadBalancerError("%s %s answered HTTP %d, expected 2xx" % (self.method, url, code))
+            raise LoadBalancerError("%s %s answered HTTP %d, expected 2xx" % (self.method, shown, code))
 
     def drain(self, server):
         self._call("disable", server)
         return None
 
-    def enable(self, server):
+    def enable(self, server, state=None):
         self._call("enable", server)
 
-    def hint(self, server):
-        return "%s %s" % (self.method, self.url("enable", server))
+    def hint(self, server, state=None):
+        return "%s %s" % (self.method, mask_url(self.url("enable", server)))

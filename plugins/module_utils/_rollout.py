@@ -8,18 +8,27 @@ the rest into batches. Rollout.run() applies a plan through two small interfaces
 SDK adapter in _engine_docker.py) and LoadBalancer (HAProxy runtime API in _lb_haproxy.py, HTTP hook in
 _lb_http.py, NoLoadBalancer below) - so the whole engine runs against in-memory fakes in the unit tests.
 
-Per instance: drain it in the load balancer, stop the old container (grace period), rename it aside,
-create and start the new one with the same configuration, wait until it is healthy (the container's own
-healthcheck and/or keel.ops.health_probe checks, through _probe_runner), and put it back. Any failure puts
-the old container back under its name and running; whatever happened, the instance is put back in the load
-balancer before the rollout moves on or stops.
+Per instance: record what is about to happen (a rollout record in the engine), drain it in the load
+balancer, stop the old container (grace period), rename it aside, create and start the new one with the same
+configuration, wait until it is healthy (the container's own healthcheck and/or keel.ops.health_probe checks,
+through _probe_runner), and put it back in the load balancer state it had before. Any failure puts the old
+container back under its name and running; whatever happened, the instance is put back in the load balancer
+before the rollout moves on or stops. Each step is flagged before its call, since a call that fails (a
+timeout, say) may still have taken effect, and every undo step is safe to repeat.
+
+A run killed outright (kill -9) leaves its record, and maybe a <name>-keel-old container or a server out of
+rotation: Rollout.repair() finds them for the selection before anything is planned and puts those instances
+back on their old container and in their load balancer state, or refuses with the exact commands to clean
+up. Rollout.verify() checks at the end that every selected instance serves.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
 import re
+import socket
 import time
 from collections import namedtuple
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +47,9 @@ PLANNED = "planned"
 ROLLED_BACK = "rolled_back"
 FAILED = "failed"
 NOT_STARTED = "not_started"
+
+READY = "ready"
+"""The load balancer admin state of a server in rotation (HAProxy also reports 'drain' and 'maint')."""
 
 REENABLE_DELAYS = (0.5, 1.0, 2.0)  # pauses between the attempts to put an instance back in rotation
 TEMPLATE_FIELDS = "{name}, {server}, {env[VAR]}, {labels[key]}, {ports[8080/tcp]}"
@@ -83,13 +95,43 @@ class ContainerEngine:
         """The instances named, or carrying all the labels, excluding <name>-keel-old leftovers."""
         raise NotImplementedError
 
-    def exists(self, name):
+    def find(self, name):
+        """The Instance of the container named `name`, or None."""
         raise NotImplementedError
+
+    def exists(self, name):
+        return self.find(name) is not None
+
+    def leftovers(self, names, labels):
+        """The <name>-keel-old containers (as Instances under that name) the selector covers: <name> is one of
+        names, or the container carries all the labels."""
+        raise NotImplementedError
+
+    def records(self):
+        """Every rollout record on the engine (dicts, see Rollout._record)."""
+        raise NotImplementedError
+
+    def write_record(self, name, record):
+        """Keep `record` for instance `name` until remove_record(name); replaces an older one."""
+        raise NotImplementedError
+
+    def remove_record(self, name):
+        """Drop the record of instance `name`; nothing to do when there is none."""
+        raise NotImplementedError
+
+    def cli(self, *argv):
+        """The command line that does the same by hand, for messages."""
+        return " ".join(("docker",) + argv)
+
+    def record_commands(self, name):
+        """The command lines that remove the record of instance `name` by hand."""
+        return []
 
     def stop(self, container_id, timeout):
         raise NotImplementedError
 
     def rename(self, container_id, name):
+        """Safe to repeat: a container that already has the name is left as it is."""
         raise NotImplementedError
 
     def clone(self, instance, image_ref):
@@ -100,6 +142,7 @@ class ContainerEngine:
         raise NotImplementedError
 
     def remove(self, container_id):
+        """Safe to repeat: a container that is already gone is not an error."""
         raise NotImplementedError
 
     def state(self, container_id):
@@ -123,17 +166,23 @@ class LoadBalancer:
     def preflight(self, servers):
         """Refuse servers the load balancer does not know, before anything changes."""
 
+    def admin_states(self, servers):
+        """server -> its admin state (READY, 'drain', 'maint'...; a list for a group), None when the load
+        balancer cannot tell."""
+        return dict((server, None) for server in servers)
+
     def drain(self, server):
         """Stop sending new requests to server and wait for its current ones; return the sessions still open
         when it moved on (None when the load balancer cannot tell)."""
 
-    def enable(self, server):
-        """Put server back in rotation."""
+    def enable(self, server, state=None):
+        """Put server back in the admin state it had before (`state`, from admin_states): in rotation when
+        that is READY or unknown (None)."""
 
-    def wait_serving(self, server):
-        """Return once the load balancer sends requests to server again."""
+    def wait_serving(self, server, state=None):
+        """Return once the load balancer sends requests to server again (when `state` puts it in rotation)."""
 
-    def hint(self, server):
+    def hint(self, server, state=None):
         """How to put server back by hand, for messages about a failed enable."""
         return ""
 
@@ -155,26 +204,43 @@ class LoadBalancerGroup(LoadBalancer):
         for member in self.members:
             member.preflight(servers)
 
+    def admin_states(self, servers):
+        known = [member.admin_states(servers) for member in self.members]
+        return dict((server, None if all(states.get(server) is None for states in known)
+                     else [states.get(server) for states in known]) for server in servers)
+
+    def _each(self, state):
+        """(member, its own state) pairs: a group's state is a list, one per member."""
+        states = state if isinstance(state, list) else [state] * len(self.members)
+        return zip(self.members, states)
+
     def drain(self, server):
         left = [member.drain(server) for member in self.members]
         return None if None in left else sum(left)
 
-    def enable(self, server):
+    def enable(self, server, state=None):
         errors = []
-        for member in self.members:
+        for member, own in self._each(state):
             try:
-                member.enable(server)
+                member.enable(server, own)
             except LoadBalancerError as error:
                 errors.append(str(error))
         if errors:
             raise LoadBalancerError("; ".join(errors))
 
-    def wait_serving(self, server):
-        for member in self.members:
-            member.wait_serving(server)
+    def wait_serving(self, server, state=None):
+        for member, own in self._each(state):
+            member.wait_serving(server, own)
 
-    def hint(self, server):
-        return "; ".join(hint for hint in (member.hint(server) for member in self.members) if hint)
+    def hint(self, server, state=None):
+        return "; ".join(hint for hint in (member.hint(server, own) for member, own in self._each(state)) if hint)
+
+
+def in_rotation(state):
+    """Whether an admin state (from LoadBalancer.admin_states) puts the server in rotation; unknown counts."""
+    if isinstance(state, list):
+        return all(in_rotation(item) for item in state)
+    return state in (None, READY)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -215,6 +281,24 @@ def batch_size_for(pending, fleet, batch_size=None, max_unavailable=None):
         amount, percent = parse_amount(1 if batch_size is None else batch_size, "batch_size")
         size = -(-amount * pending // 100) if percent else amount  # ceiling division on exact fractions
     return max(1, min(int(size), pending))
+
+
+def check_selector(names, labels):
+    """Refuse a selector that selects nothing in particular: an empty list of names or an empty label dict
+    would otherwise mean every container on the engine."""
+    if names is not None:
+        if not names or not all(isinstance(name, str) and name.strip() for name in names):
+            raise ConfigError("names must list at least one container name, and no empty one (got %s); an "
+                              "empty selector would select every container on the engine" % (names,))
+        wrong = [name for name in names if name.endswith(OLD_SUFFIX)]
+        if wrong:
+            raise ConfigError("names must not name %s: containers ending in %s are the previous containers "
+                              "an interrupted rollout left; name the instance itself" % (", ".join(wrong), OLD_SUFFIX))
+    elif labels is not None and not labels:
+        raise ConfigError("labels must give at least one label (name: value); an empty selector would select "
+                          "every container on the engine")
+    elif labels is None:
+        raise ConfigError("give names or labels: the containers to update")
 
 
 def natural_key(name):
@@ -386,7 +470,8 @@ class HealthGate:
 # --------------------------------------------------------------------------------------------------------
 
 class InstanceRun:
-    """What happens to one instance; the flags say what must be undone if a later step fails."""
+    """What happens to one instance. The flags say what must be undone if a later step fails; each is set
+    before its call, since a call that fails (a timeout, a lost socket) may still have done its work."""
 
     def __init__(self, instance, server, batch):
         self.instance = instance
@@ -397,9 +482,12 @@ class InstanceRun:
         self.new_id = None
         self.sessions_left = None
         self.timings = {}
-        self.out_of_rotation = False  # set before the call: a call that fails halfway may have done its work
+        self.lb_before = None  # the admin state the server goes back to (LoadBalancer.admin_states)
+        self.recorded = False
+        self.out_of_rotation = False
         self.stopped = False
         self.renamed = False
+        self.created = False
 
     def as_dict(self, target_ref):
         return {
@@ -430,6 +518,7 @@ class Rollout:
         self.gate = HealthGate(engine, config.health, clock, sleep, prober, lambda: self.interrupted)
         self.warn = warn or (lambda text: None)
         self.interrupted = None
+        self.owner = process_owner()  # goes into each record, so a later run can tell this run alive from killed
         self._cleanup = None  # removes old containers off the critical path, during run()
 
     def interrupt(self, reason):
@@ -440,6 +529,92 @@ class Rollout:
     def _go_on(self):
         if self.interrupted:
             raise Interrupted(self.interrupted)
+
+    # -- what an interrupted run left (before planning) -----------------------------------------------------
+
+    def repair(self, names, labels, check_mode=False):
+        """Put the instances of this selection that an interrupted rollout left mid-replacement back on their
+        old container and in their load balancer state; refuse, with the exact cleanup, when that cannot be
+        told safely. Nothing changes in check mode. Returns the names of those instances."""
+        records = dict((record["instance"], record) for record in self.engine.records()
+                       if record.get("instance") and selects(record, names, labels))
+        old = dict((item.name[:-len(OLD_SUFFIX)], item) for item in self.engine.leftovers(names, labels))
+        runs, refusals = [], []
+        for name in sorted(set(records) | set(old), key=natural_key):
+            try:
+                runs.append(self._repair_run(name, records.get(name), old.get(name)))
+            except ConfigError as error:
+                refusals.append(str(error))
+        if refusals:
+            raise ConfigError("an interrupted rollout left containers that cannot be repaired safely: %s"
+                              % " | ".join(refusals))
+        for run in runs:
+            if check_mode:
+                self.warn("%s was left mid-replacement by an interrupted rollout; the run repairs it first"
+                          % run.instance.name)
+            else:
+                self._repair(run)
+        return [run.instance.name for run in runs]
+
+    def _repair_run(self, name, record, old):
+        """An InstanceRun whose flags say what to undo to put `name` back on its old container, from what is
+        found: the record (written before the first step) and the containers named name and name-keel-old."""
+        if record and owner_alive(record.get("owner")):
+            raise ConfigError("%s is being replaced right now by another rolling_update (pid %s); wait until it "
+                              "ends" % (name, record["owner"].get("pid")))
+        current = self.engine.find(name)
+        old_id = record.get("old_id") if record else None
+        found = current or old
+        server = record.get("server") if record else render(self.config.server, dict(found.fields, name=name),
+                                                              "load_balancer.server")
+        original, replacement = None, None
+        if current is not None and current.id == old_id and old is None:
+            original = current  # killed before the rename: the old container is still under its name
+        elif old is not None and old_id in (None, old.id) and (record or current is None):
+            original, replacement = old._replace(name=name), current
+        elif not (record and current is not None and old is None):
+            raise ConfigError(self._cleanup_advice(name, server, record, current, old))
+        run = InstanceRun(original or current, server, 0)  # no original: the replacement was back in rotation
+        run.lb_before = record.get("lb_before") if record else None  # no record: it was in rotation
+        run.recorded = bool(record)
+        run.stopped = original is not None
+        run.renamed = old is not None and original is not None and original.id == old.id
+        run.created = replacement is not None
+        run.new_id = replacement.id if replacement is not None else None
+        run.out_of_rotation = replacement is None  # a replacement may be in rotation: the restore drains it first
+        return run
+
+    def _cleanup_advice(self, name, server, record, current, old):
+        """The commands that clean up by hand what the repair cannot tell apart."""
+        drop = ("; then " + " && ".join(self.engine.record_commands(name))) if record else ""
+        leftover = name + OLD_SUFFIX
+        if current is None and old is None:
+            return ("%s: the rollout record of an interrupted run names it, but neither %s nor %s exists; recreate "
+                    "%s%s" % (name, name, leftover, name, drop))
+        keep_old = ([self.engine.cli("rm", "-f", name)] if current is not None else []) + [
+            self.engine.cli("rename", leftover, name), self.engine.cli("start", name)]
+        choice = ("if %s serves correctly, run %s; otherwise run %s" % (
+            name, self.engine.cli("rm", "-f", leftover), " && ".join(keep_old)) if current is not None
+            else "run %s" % " && ".join(keep_old))
+        hint = self.lb.hint(server)
+        return ("%s: %s exists%s and no rollout record tells what was being replaced; %s. Put its server back in "
+                "the load balancer if it is out%s, then run again%s"
+                % (name, leftover, " next to " + name if current is not None else "", choice,
+                   " (%s)" % hint if hint else "", drop))
+
+    def _repair(self, run):
+        run.message = "%s was left mid-replacement by an interrupted rollout" % run.instance.name
+        if run.stopped:
+            self._restore(run)
+        else:
+            run.result = ROLLED_BACK
+            run.message += "; its replacement had replaced it already"
+        if run.out_of_rotation:
+            self._reenable(run)
+        if run.result == FAILED:
+            raise KeelError("cannot repair what an interrupted rollout left: %s" % run.message)
+        self._drop_record(run)
+        self.warn("%s; repaired, it serves again" % run.message)
 
     # -- preparation (no change yet) ----------------------------------------------------------------------
 
@@ -461,7 +636,19 @@ class Rollout:
                     % instance.name)
             runs.append(InstanceRun(instance, server, batch))
         self.lb.preflight([run.server for run in runs if run.batch])
+        self._note_admin_states(runs)
         return runs
+
+    def _note_admin_states(self, runs):
+        """Remember each server's admin state, to put it back in that state; report those out of rotation."""
+        states = self.lb.admin_states([run.server for run in runs])
+        for run in runs:
+            run.lb_before = states.get(run.server)
+            if not in_rotation(run.lb_before):
+                self.warn("%s: its load balancer server %s is in %s, set before this rollout and not by an "
+                          "interrupted one; %s" % (run.instance.name, run.server, state_text(run.lb_before),
+                                                   "it is updated and left in that state" if run.batch
+                                                   else "it is left as it is"))
 
     def _check_instance(self, instance, batch):
         leftover = instance.name + OLD_SUFFIX
@@ -492,7 +679,16 @@ class Rollout:
         finally:
             run.timings[name] = run.timings.get(name, 0.0) + self.clock() - started
 
+    def _record(self, run):
+        """What the next run needs to repair this instance should this one be killed."""
+        instance = run.instance
+        return {"instance": instance.name, "old_id": instance.id, "server": run.server, "lb_before": run.lb_before,
+                "labels": dict(instance.fields.get("labels") or {}), "image": self.config.image, "owner": self.owner}
+
     def _take_out(self, run):
+        run.lb_before = self.lb.admin_states([run.server]).get(run.server)  # now: it may have changed since the plan
+        run.recorded = True
+        self.engine.write_record(run.instance.name, self._record(run))
         run.out_of_rotation = True
         run.sessions_left = self._timed(run, "drain", self.lb.drain, run.server)
         if self.config.drain_delay:
@@ -502,10 +698,11 @@ class Rollout:
         instance = run.instance
         run.stopped = True
         self._timed(run, "stop", self.engine.stop, instance.id, self.config.stop_timeout)
-        self.engine.rename(instance.id, instance.name + OLD_SUFFIX)
         run.renamed = True
+        self.engine.rename(instance.id, instance.name + OLD_SUFFIX)
 
     def _start_new(self, run):
+        run.created = True  # a create that times out, or whose network connect fails, still leaves a container
         run.new_id = self._timed(run, "start", self.engine.clone, run.instance, self.config.image)
         self._timed(run, "start", self.engine.start, run.new_id)
 
@@ -519,9 +716,9 @@ class Rollout:
         self._timed(run, "healthy", self.gate.wait, run.new_id, checks, run.instance.has_healthcheck)
 
     def _put_back(self, run):
-        self._timed(run, "enable", self.lb.enable, run.server)
+        self._timed(run, "enable", self.lb.enable, run.server, run.lb_before)
         run.out_of_rotation = False
-        self._timed(run, "enable", self.lb.wait_serving, run.server)
+        self._timed(run, "enable", self.lb.wait_serving, run.server, run.lb_before)
 
     def replace(self, run):
         """Replace one instance; on any failure put its old container back. Never raises."""
@@ -542,22 +739,22 @@ class Rollout:
             if run.out_of_rotation:
                 self._reenable(run)
             run.timings["total"] = self.clock() - started
-        if run.result == UPDATED:
-            if self._cleanup:
-                self._cleanup.submit(self._discard_old, run)
-            else:
-                self._discard_old(run)
+        if run.result == UPDATED and self._cleanup:
+            self._cleanup.submit(self._finish, run)
+        else:
+            self._finish(run)
 
     def _restore(self, run):
-        """Put the old container back under its name, running; record what could not be done."""
+        """Put the old container back under its name, running; record what could not be done. Every step is
+        safe to repeat, so a step flagged but never done costs nothing."""
         instance = run.instance
         problems = []
         steps = []
         if run.stopped and not run.out_of_rotation:  # it failed after being put back: out again first
             run.out_of_rotation = True
             steps.append(("take %s out of the load balancer" % run.server, self.lb.drain, run.server))
-        if run.new_id:
-            steps.append(("remove the new container", self.engine.remove, run.new_id))
+        if run.created:
+            steps.append(("remove the new container", self._remove_replacement, run))
         if run.renamed:
             steps.append(("rename %s back" % (instance.name + OLD_SUFFIX), self.engine.rename, instance.id,
                           instance.name))
@@ -582,9 +779,19 @@ class Rollout:
             run.result = ROLLED_BACK
             run.message += "; it is back on its old container (%s)" % instance.image
 
+    def _remove_replacement(self, run):
+        """Remove whatever now holds the instance's name but is not its old container: the new container, also
+        when its create failed after taking effect (so its id was never returned)."""
+        new_id = run.new_id
+        if new_id is None:
+            found = self.engine.find(run.instance.name)
+            new_id = found.id if found is not None and found.id != run.instance.id else None
+        if new_id is not None:
+            self.engine.remove(new_id)
+
     def _reenable(self, run):
-        """Put the instance back in rotation, retrying a few times: a load balancer that failed once mid-rollout
-        must not leave it out."""
+        """Put the instance back in the load balancer state it had, retrying a few times: a load balancer that
+        failed once mid-rollout must not leave it out."""
         error = None
         for delay in (0.0,) + REENABLE_DELAYS:
             if delay:
@@ -597,11 +804,22 @@ class Rollout:
         run.result = FAILED
         run.message = ("%s; " % run.message if run.message else "%s: " % run.instance.name) + (
             "it is still out of the load balancer, putting it back failed %d times: %s%s"
-            % (len(REENABLE_DELAYS) + 1, describe(error), self._hint(run.server)))
+            % (len(REENABLE_DELAYS) + 1, describe(error), self._hint(run.server, run.lb_before)))
 
-    def _hint(self, server):
-        hint = self.lb.hint(server)
+    def _hint(self, server, state=None):
+        hint = self.lb.hint(server, state)
         return "; put it back by hand: %s" % hint if hint else ""
+
+    def _finish(self, run):
+        """After an instance: its old container goes once the new one serves; its record goes unless the
+        instance is left broken, so that the next run repairs it."""
+        if run.result == UPDATED:
+            self._discard_old(run)
+        if run.result == FAILED:
+            if run.recorded:
+                run.message += "; the next run repairs it"
+            return
+        self._drop_record(run)
 
     def _discard_old(self, run):
         try:
@@ -611,6 +829,18 @@ class Rollout:
             run.message = ("%s is updated but its old container %s could not be removed (%s); remove it before the "
                            "next rollout" % (run.instance.name, run.instance.name + OLD_SUFFIX, describe(error)))
             self.warn(run.message)
+
+    def _drop_record(self, run):
+        if not run.recorded:
+            return
+        try:
+            self.engine.remove_record(run.instance.name)
+            run.recorded = False
+        except Exception as error:  # pylint: disable=broad-except
+            # The instance serves; a stale record only makes the next run check it again.
+            self.warn("%s: its rollout record could not be removed (%s); remove it: %s"
+                      % (run.instance.name, describe(error), " && ".join(self.engine.record_commands(
+                          run.instance.name))))
 
     # -- the whole plan ---------------------------------------------------------------------------------------
 
@@ -622,8 +852,9 @@ class Rollout:
             for future in [pool.submit(self.replace, run) for run in runs]:
                 future.result()
 
-    def run(self, plan, target, runs):
-        """Apply the plan; returns (result dict, failure message or '')."""
+    def run(self, plan, target, runs, repaired=()):
+        """Apply the plan, then check that every selected instance serves; returns (result dict, failure
+        message or '')."""
         started = self.clock()
         # The old container of an updated instance goes while the next instance is being replaced.
         self._cleanup = ThreadPoolExecutor(max_workers=1)
@@ -635,7 +866,37 @@ class Rollout:
         for run in runs:
             if run.batch == 0:
                 run.result = SKIPPED
-        return summarize(runs, plan, target, self.clock() - started), stop_reason
+        not_serving = self.verify(runs)
+        result = summarize(runs, plan, target, self.clock() - started, repaired, not_serving)
+        if not_serving:
+            stop_reason = "%s%d of %d selected instances do not serve: %s" % (
+                stop_reason + " Moreover, " if stop_reason else "rolling update to %s: " % self.config.image,
+                len(set(name for name, _problem in not_serving)), len(runs),
+                "; ".join("%s: %s" % item for item in not_serving))
+        return result, stop_reason
+
+    def verify(self, runs):
+        """(name, problem) for each selected instance that does not serve now: its container missing or not
+        running, or its load balancer server not in the admin state it had before the rollout."""
+        problems = []
+        try:
+            states = self.lb.admin_states([run.server for run in runs])
+        except Exception as error:  # pylint: disable=broad-except
+            states = dict((run.server, "unknown (%s)" % describe(error)) for run in runs)
+        for run in runs:
+            name = run.instance.name
+            try:
+                found = self.engine.find(name)
+            except Exception as error:  # pylint: disable=broad-except
+                problems.append((name, describe(error)))
+                continue
+            if found is None or not found.running:
+                problems.append((name, "container %s is %s" % (name, "missing" if found is None else "not running")))
+            now = states.get(run.server)
+            if now is not None and now != run.lb_before:
+                problems.append((name, "its load balancer server %s is in %s, it was in %s before the rollout"
+                                 % (run.server, state_text(now), state_text(run.lb_before))))
+        return problems
 
     def _run_batches(self, plan, runs):
         """Run the batches in order until one fails beyond the tolerance; return why it stopped ('' if not)."""
@@ -671,6 +932,10 @@ class Rollout:
                                      sum(len(batch) for batch in plan.batches[number:])))
 
 
+# --------------------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------------------
+
 def describe(error):
     """A one-line account of an exception for messages: KeelErrors speak for themselves."""
     if isinstance(error, KeelError):
@@ -678,14 +943,50 @@ def describe(error):
     return "%s: %s" % (error.__class__.__name__, error)
 
 
-def plan_results(runs, plan, target):
-    """The result of a run that changes nothing (check mode, or nothing to do)."""
+def state_text(state):
+    if isinstance(state, list):
+        return "/".join(state_text(item) for item in state)
+    return state or "unknown"
+
+
+def selects(record, names, labels):
+    """Whether a rollout record is of an instance this selector covers."""
+    if names:
+        return record.get("instance") in names
+    have = record.get("labels") or {}
+    return all(have.get(key) == "%s" % value for key, value in (labels or {}).items())
+
+
+def _process_start(pid):
+    """A process's start time in clock ticks since boot (Linux), None when it cannot be read."""
+    try:
+        with open("/proc/%d/stat" % int(pid)) as handle:
+            return handle.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError, TypeError, ValueError):
+        return None
+
+
+def process_owner():
+    """Who runs this rollout, so that a later run tells a live rollout from a killed one."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "started": _process_start(os.getpid())}
+
+
+def owner_alive(owner):
+    """Whether the process that wrote a record still runs (same host, same pid, same start time). A process on
+    another host cannot be checked and counts as gone."""
+    if not owner or owner.get("host") != socket.gethostname() or owner.get("started") is None:
+        return False
+    return _process_start(owner.get("pid")) == owner["started"]
+
+
+def plan_results(runs, plan, target, repaired=()):
+    """The result of a run that changes nothing (check mode)."""
     for run in runs:
         run.result = SKIPPED if run.batch == 0 else PLANNED
-    return summarize(runs, plan, target, 0.0)
+    return summarize(runs, plan, target, 0.0, repaired)
 
 
-def summarize(runs, plan, target, duration):
+def summarize(runs, plan, target, duration, repaired=(), not_serving=()):
     ordered = sorted(runs, key=lambda run: (run.batch == 0, run.batch, natural_key(run.instance.name)))
     instances = [run.as_dict(target.ref) for run in ordered]
 
@@ -704,10 +1005,12 @@ def summarize(runs, plan, target, duration):
         "instances": instances,
         "updated": named(UPDATED),
         "rolled_back": named(ROLLED_BACK),
-        "failed": named(FAILED),
+        "failed_instances": named(FAILED),  # not 'failed', which Ansible's own failure flag overwrites
         "not_started": named(NOT_STARTED),
+        "repaired": list(repaired),
+        "not_serving": sorted(set(name for name, _problem in not_serving), key=natural_key),
         "duration": round(duration, 3),
-        "changed": any(item["result"] in (UPDATED, PLANNED) for item in instances),
+        "changed": bool(repaired) or any(item["result"] in (UPDATED, PLANNED) for item in instances),
         "diff": {
             "before": dict((run.instance.name, run.instance.image) for run in ordered if run.batch),
             "after": dict((run.instance.name, target.ref) for run in ordered if run.batch),

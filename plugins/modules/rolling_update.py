@@ -17,12 +17,13 @@ description:
   - "Plan: the containers are sorted by name (C(app-2) before C(app-10)); those already on the target image
     are skipped; the others are cut into batches of O(batch_size) or O(max_unavailable). When every container
     is on the target image nothing happens and the task reports C(changed=false). Check mode returns the plan."
-  - "Per container: take it out of the load balancer (O(load_balancer)) and wait until its sessions end; stop
-    it with a grace period of O(stop_timeout) seconds; rename it C(<name>-keel-old); create its replacement
-    under its name with the same configuration (environment, ports, mounts and volumes, networks or network
-    mode, labels, restart policy, command, entrypoint, healthcheck, user, working directory, resources...)
-    and the new image; start it; wait until it is healthy (its own healthcheck when it has one, and
-    O(health_checks)); put it back in the load balancer; then remove the old container."
+  - "Per container: write a rollout record (an empty volume C(<name>-keel-rollout) in the engine, see the notes);
+    take it out of the load balancer (O(load_balancer)) and wait until its sessions end; stop it with a grace
+    period of O(stop_timeout) seconds; rename it C(<name>-keel-old); create its replacement under its name with
+    the same configuration (environment, ports, mounts and volumes, networks or network mode, labels, restart
+    policy, command, entrypoint, healthcheck, user, working directory, resources...) and the new image; start
+    it; wait until it is healthy (its own healthcheck when it has one, and O(health_checks)); put it back in
+    the load balancer in the admin state it had before; then remove the old container and the record."
   - What the old image supplied (its environment entries, labels, command, entrypoint, working directory,
     user, stop signal, healthcheck) is not copied, so the new image's own defaults apply; anything set on the
     container itself is.
@@ -32,9 +33,18 @@ description:
     putting it back is retried and, should the load balancer stay unreachable, the message says how to do it
     by hand. The rollout then stops and the task fails with a message naming the container and the failing
     check, unless O(max_fail_percentage) tolerates the failure."
+  - "At the end every selected container is checked: it must run under its name, and its load balancer server
+    must be in the admin state it had before. The task fails, listing them in RV(not_serving), when one is not -
+    also when there was nothing to update."
   - Instances of one batch are replaced in parallel; batches run one after the other, O(pause) seconds apart.
   - A SIGTERM, SIGINT or SIGHUP during the rollout (a cancelled or timed-out task) stops it the same way -
     the container in progress is restored and put back, no other one starts - and the task fails.
+  - "A rollout killed outright (kill -9, a lost host) is repaired by the next run of the same selection, before
+    it plans: each instance it was replacing is put back on its old container (its replacement removed,
+    C(<name>-keel-old) renamed back and started) and its server back in the admin state it had, as the
+    record says; then the rollout proceeds and reports them in RV(repaired). When what is left cannot be told
+    apart safely (a C(<name>-keel-old) next to a C(<name>) and no record), the task refuses and gives the exact
+    commands that clean up."
 author:
   - keel.ops maintainers (@keel-ops)
 extends_documentation_fragment:
@@ -43,7 +53,8 @@ attributes:
   check_mode:
     support: full
     details: Connects to the engine and the load balancer, validates every template and server name, and returns
-      the plan (batches, skipped containers) without changing anything.
+      the plan (batches, skipped containers) and what an interrupted rollout left that the run would repair
+      first (RV(repaired), with a warning each), without changing anything.
   diff_mode:
     support: full
     details: Returns the image of each container to update, before and after.
@@ -74,14 +85,18 @@ options:
     type: bool
     default: true
   names:
-    description: The containers to update, by name.
+    description:
+      - The containers to update, by name. At least one; an empty list is refused, since it would select every
+        container on the engine.
     type: list
     elements: str
     aliases: [containers]
   labels:
     description:
-      - The containers to update are those carrying all these labels (name to value), running or not.
-      - Containers named C(<name>-keel-old) (kept by an interrupted rollout) are never selected.
+      - The containers to update are those carrying all these labels (name to value), running or not. At least
+        one label; an empty dict is refused, since it would select every container on the engine.
+      - Containers named C(<name>-keel-old) (kept by an interrupted rollout) are never selected; they are
+        repaired first (see the description).
     type: dict
   image:
     description: The image to move to, by tag (V(registry/app:2.4.1)) or digest (V(registry/app@sha256:...)).
@@ -216,7 +231,11 @@ options:
           - V(haproxy) uses HAProxy's runtime API at O(load_balancer.socket) - C(set server state drain), wait
             until the server's sessions reach 0 or O(load_balancer.drain_timeout), optionally
             C(shutdown sessions server), C(state maint); later C(state ready) and wait until HAProxy marks it up.
-          - V(http) calls O(load_balancer.disable_url) and O(load_balancer.enable_url).
+          - A server that was in C(maint) or C(drain) before the rollout (someone took it out) is reported, its
+            container updated all the same, and put back in that state, not in rotation. A server left out by an
+            interrupted rollout is put back in the state it had before that one.
+          - V(http) calls O(load_balancer.disable_url) and O(load_balancer.enable_url). Such a hook cannot tell
+            a server's state, so every server goes back in rotation.
           - V(none) does nothing (O(load_balancer.drain_delay) still applies).
         type: str
         choices: [haproxy, http, none]
@@ -258,9 +277,14 @@ options:
       disable_url:
         description:
           - URL that takes a server out (V(http)); C({server}) is replaced by the server name.
+          - It may carry credentials (V(https://user:password@lb/...), V(?token=...)), so it is hidden from the
+            task's logged arguments (no_log); messages show it with the password and secret-looking query values
+            (token, key, secret, signature, password, auth...) replaced by C(***).
         type: str
       enable_url:
-        description: URL that puts a server back (V(http)); C({server}) is replaced by the server name.
+        description:
+          - URL that puts a server back (V(http)); C({server}) is replaced by the server name.
+          - Hidden and masked as O(load_balancer.disable_url) is.
         type: str
       method:
         description: HTTP method of both URLs (V(http)).
@@ -279,8 +303,14 @@ options:
         default: 10
 notes:
   - The old container is kept, stopped, as C(<name>-keel-old) until its replacement is healthy and back in the
-    load balancer. If the rollout itself is killed halfway, the next run refuses to start and explains how to
-    clean up.
+    load balancer. If the rollout itself is killed halfway, the next run repairs what it left, or refuses with
+    the commands that clean up.
+  - "The rollout record of an instance is an empty volume C(<name>-keel-rollout) labelled
+    C(keel.ops.rolling_update.record) (the instance, its old container, its server and that server's admin
+    state, the process running the rollout): it lives in the engine, so the next run finds it from any host.
+    C(docker volume prune) removes it; the repair then works from the C(<name>-keel-old) container alone."
+  - Two rollouts of the same containers at once are not supported. A record whose process still runs on the
+    same host is refused; one written from another host cannot be checked and counts as interrupted.
   - Containers started with auto-remove (C(--rm)) are refused, since stopping them would delete them.
   - Volumes the container got without a name (image C(VOLUME)s) are mounted by name into the replacement, so
     their data carries over.
@@ -395,8 +425,8 @@ instances:
     result:
       description:
         - V(updated), V(skipped), V(planned) (check mode), V(rolled_back) (failed, back on the old image and
-          serving), V(failed) (failed and could not be fully restored or put back - see RV(instances[].message)),
-          or V(not_started) (the rollout stopped before it).
+          serving), V(failed) (failed and could not be fully restored or put back - see RV(instances[].message)
+          and RV(failed_instances)), or V(not_started) (the rollout stopped before it).
       type: str
     old_image:
       description: The image the container ran before.
@@ -433,8 +463,26 @@ rolled_back:
   returned: always
   type: list
   elements: str
-failed:
-  description: Containers that failed and could not be fully restored or put back in the load balancer.
+failed_instances:
+  description:
+    - Containers that failed and could not be fully restored or put back in the load balancer. Their rollout
+      record is kept, so the next run repairs them.
+    - Named so that Ansible's own C(failed) flag does not overwrite it when the task fails.
+  returned: always
+  type: list
+  elements: str
+repaired:
+  description:
+    - Containers an interrupted rollout had left mid-replacement, put back on their old container and in their
+      load balancer state before this rollout planned (in check mode - those the run would repair). They are
+      then updated like the others.
+  returned: always
+  type: list
+  elements: str
+not_serving:
+  description:
+    - Selected containers that do not serve at the end - missing, not running, or their load balancer server
+      not in the admin state it had before. The task fails when there is one; the message says why for each.
   returned: always
   type: list
   elements: str
@@ -468,6 +516,7 @@ from ansible_collections.keel.ops.plugins.module_utils._rollout import (
     NoLoadBalancer,
     Rollout,
     RolloutConfig,
+    check_selector,
     plan_results,
     plan_rollout,
 )
@@ -483,8 +532,9 @@ LOAD_BALANCER_OPTIONS = dict(
     shutdown_sessions=dict(type="bool", default=False),
     serving_timeout=dict(type="float", default=30),
     drain_delay=dict(type="float", default=0),
-    disable_url=dict(type="str"),
-    enable_url=dict(type="str"),
+    # The URLs may carry credentials (user:password@, ?token=): hidden from the logged arguments.
+    disable_url=dict(type="str", no_log=True),
+    enable_url=dict(type="str", no_log=True),
     method=dict(type="str", default="POST"),
     headers=dict(type="dict", no_log=True),
     validate_certs=dict(type="bool", default=True),
@@ -549,24 +599,27 @@ def rollout_config(params):
 
 def run(params, check_mode, warn):
     """Returns (result, failure message or '')."""
+    check_selector(params["names"], params["labels"])
     config = rollout_config(params)
     load_balancer = load_balancer_from(params["load_balancer"])
     tls = tls_config(params["ca_cert"], params["client_cert"], params["client_key"], params["validate_certs"])
     engine = connect(params["docker_host"] or DEFAULT_DOCKER_HOST, params["timeout"], tls)
     target = engine.resolve_image(params["image"], params["pull"], check_mode)
+    rollout = Rollout(engine, load_balancer, config, warn=warn)
+    if not check_mode:
+        for signum in STOP_SIGNALS:
+            # A killed task must not leave an instance stopped or out of rotation: finish the restore, then stop.
+            signal.signal(signum, lambda number, _frame: rollout.interrupt(signal.Signals(number).name))
+    repaired = rollout.repair(params["names"], params["labels"], check_mode)
     instances = engine.select(params["names"], params["labels"])
     if not instances:
         raise ConfigError("no container carries the labels %s on %s; check labels and docker_host"
                           % (params["labels"], engine.docker_host))
     plan = plan_rollout(instances, target.id, params["batch_size"], params["max_unavailable"])
-    rollout = Rollout(engine, load_balancer, config, warn=warn)
     runs = rollout.prepare(plan)
-    if check_mode or not plan.batches:
-        return plan_results(runs, plan, target), ""
-    for signum in STOP_SIGNALS:
-        # A killed task must not leave an instance stopped or out of rotation: finish the restore, then stop.
-        signal.signal(signum, lambda number, _frame: rollout.interrupt(signal.Signals(number).name))
-    return rollout.run(plan, target, runs)
+    if check_mode:
+        return plan_results(runs, plan, target, repaired), ""
+    return rollout.run(plan, target, runs, repaired)
 
 
 def main():

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import socketserver
 import subprocess
@@ -22,12 +23,14 @@ import urllib.request
 
 import keel_stack as stack_tool  # tools/stack.py, loaded by conftest.py
 import pytest
-from ansible_run import ROOT, run_four_ways, run_module, run_playbook
+from ansible_run import ROOT, run_four_ways, run_module, run_playbook, start_module
 from conftest import unavailable
 from http_fixture import start_server
 
 FLEET = 4
 OLD_SUFFIX = "-keel-old"
+RECORD_LABEL = "keel.ops.rolling_update.record"
+ALL = ["keel-app-%d" % index for index in range(1, FLEET + 1)]
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -72,6 +75,8 @@ class Fleet:
         """Fleet on v1, nothing else in the engine, every server ready and up."""
         for container in self.client.containers.list(all=True):
             container.remove(force=True)
+        for volume in self.records():
+            volume.remove(force=True)
         self.facts = self.stack.start(services=["containers"], fleet=FLEET)
         self.containers = self.facts["containers"]
         for instance in self.instances:
@@ -83,6 +88,13 @@ class Fleet:
 
     def leftovers(self):
         return [c.name for c in self.client.containers.list(all=True) if c.name.endswith(OLD_SUFFIX)]
+
+    def records(self):
+        """The rollout records (volumes) in the engine."""
+        return self.client.volumes.list(filters={"label": RECORD_LABEL})
+
+    def names(self):
+        return sorted(c.name for c in self.client.containers.list(all=True))
 
     def module_args(self, image, **extra):
         args = {
@@ -456,3 +468,122 @@ def test_a_terminated_rollout_restores_the_instance_in_progress(fleet):
     assert run["rolled_back"] == ["keel-app-1"] and run["not_started"] == ["keel-app-2", "keel-app-3", "keel-app-4"]
     assert [health_version(i) for i in fleet.instances] == ["v1"] * FLEET
     assert fleet.all_in_rotation() and fleet.leftovers() == []
+
+
+@pytest.mark.parametrize("selector", [{"names": []}, {"labels": {}}], ids=["names", "labels"])
+def test_an_empty_selector_is_refused_before_anything_is_touched(fleet, selector):
+    """names: [] or labels: {} would otherwise select every container on the engine."""
+    args = fleet.module_args("v2")
+    args.pop("labels")
+    args.update(selector)
+    run = run_module("rolling_update", args)
+    assert run.returncode == 1 and "an empty selector would select every container on the engine" in run["msg"]
+    assert [health_version(i) for i in fleet.instances] == ["v1"] * FLEET
+
+
+def warnings_of(run):
+    """The module's warnings as text (ansible-core 2.19 returns each as a WarningSummary dict)."""
+    return [item["event"]["msg"] if isinstance(item, dict) else item for item in run.get("warnings") or []]
+
+
+def by_names(args):
+    args = dict(args)
+    args.pop("labels")
+    args["names"] = list(ALL)
+    return args
+
+
+def kill_in_the_health_wait(fleet, tmp_path, selector):
+    """Start a rollout to an image that never gets healthy and kill -9 it once keel-app-1's replacement runs:
+    the module then sits in its health wait (health_timeout is far away), keel-app-1-keel-old is stopped and
+    keel-app-1's HAProxy server is in maintenance."""
+    args = selector(fleet.module_args("broken", health_timeout=600))
+    module = start_module("rolling_update", args, tmp_path)
+
+    def replacement_runs():
+        assert module.poll() is None, module.communicate()
+        names = fleet.names()
+        return "keel-app-1" + OLD_SUFFIX in names and "keel-app-1" in names and \
+            fleet.container("keel-app-1").status == "running"
+
+    try:
+        wait_for(replacement_runs, "keel-app-1's replacement started", timeout=120)
+    finally:
+        os.killpg(module.pid, signal.SIGKILL)
+        module.communicate(timeout=30)
+    assert fleet.container("keel-app-1" + OLD_SUFFIX).status == "exited"
+    assert fleet.server_states()["keel-app-1"][1] == "1", "in maintenance"
+
+
+@pytest.mark.parametrize("selector, left", [
+    (lambda args: args, "in the health wait"),
+    (lambda args: args, "before the replacement was created"),
+    (by_names, "before the replacement was created"),
+    (lambda args: args, "and its record lost"),
+], ids=["labels-health-wait", "labels-no-replacement", "names-no-replacement", "labels-no-record"])
+def test_a_rollout_killed_mid_way_is_repaired_by_the_same_rollout_run_again(fleet, tmp_path, selector, left):
+    kill_in_the_health_wait(fleet, tmp_path, selector)
+    if left != "in the health wait":
+        # What a kill between the rename and the create leaves: keel-app-1-keel-old exited, no keel-app-1.
+        fleet.container("keel-app-1").remove(force=True)
+    if left == "and its record lost":
+        fleet.client.volumes.get("keel-app-1-keel-rollout").remove(force=True)
+
+    with Load(fleet.haproxy["frontend_url"]) as load:
+        run = run_module("rolling_update", selector(fleet.module_args("v2")))
+    assert run.returncode == 0, run.get("msg")
+    assert load.failures == [], load.failures[:3]
+    assert run["repaired"] == ["keel-app-1"] and run["updated"] == ALL and run["not_serving"] == []
+    assert any(warning.startswith("keel-app-1 was left mid-replacement by an interrupted rollout; it is back on its "
+                                  "old container (localhost/keel-app:v1)") for warning in warnings_of(run))
+    assert [health_version(i) for i in fleet.instances] == ["v2"] * FLEET
+    assert fleet.all_in_rotation() and fleet.leftovers() == [] and fleet.records() == []
+
+
+def test_servers_taken_out_before_the_rollout_are_updated_and_stay_out(fleet):
+    fleet.admin("set server app/keel-app-3 state maint")
+    fleet.admin("set server app/keel-app-4 state drain")
+    run = run_module("rolling_update", fleet.module_args("v2"))
+    assert run.returncode == 0, run.get("msg")
+    assert run["updated"] == ALL
+    states = fleet.server_states()
+    assert [states[name][1] for name in ALL] == ["0", "0", "1", "8"], "ready, ready, maint, drain as before"
+    assert [health_version(i) for i in fleet.instances] == ["v2"] * FLEET
+    assert ("keel-app-3: its load balancer server keel-app-3 is in maint, set before this rollout and not by an "
+            "interrupted one; it is updated and left in that state") in warnings_of(run)
+
+
+def test_an_instance_left_out_of_rotation_is_reported_and_the_next_run_repairs_it(fleet):
+    """HAProxy refuses to put keel-app-1 back, whatever the retries: the task fails naming it in
+    failed_instances (which Ansible's own 'failed' would overwrite), and the next run puts it back."""
+    path = os.path.join(os.path.dirname(fleet.haproxy["stats_socket"]), "breaking.sock")
+    proxy = BreakingSocket(fleet.haproxy["stats_socket"], path, r"set server app/keel-app-1 state ready", times=99)
+    try:
+        run = run_module("rolling_update", fleet.module_args(
+            "v2", load_balancer={"type": "haproxy", "socket": path, "backend": "app"}))
+    finally:
+        proxy.close()
+    assert run.returncode == 1 and run["failed"] is True
+    assert run["failed_instances"] == ["keel-app-1"] and run["not_serving"] == ["keel-app-1"]
+    assert "it is still out of the load balancer, putting it back failed 4 times" in run["msg"]
+    assert "; the next run repairs it." in run["msg"]
+    assert run["msg"].endswith("1 of 4 selected instances do not serve: keel-app-1: its load balancer server "
+                               "keel-app-1 is in maint, it was in ready before the rollout")
+    assert fleet.server_states()["keel-app-1"][1] == "1"
+
+    again = run_module("rolling_update", fleet.module_args("v2"))
+    assert again.returncode == 0, again.get("msg")
+    assert again["repaired"] == ["keel-app-1"] and again["updated"] == ALL
+    assert fleet.all_in_rotation() and fleet.records() == []
+
+
+def test_credentials_in_the_hook_urls_appear_nowhere_in_the_output(fleet):
+    hook = "http://admin:s3cret-pw@127.0.0.1:9/%s/{server}?token=t0ken-value"
+    args = fleet.module_args("v2", load_balancer={"type": "http", "disable_url": hook % "disable",
+                                                  "enable_url": hook % "enable", "timeout": 2})
+    run = run_module("rolling_update", args, diff=True)
+    assert run.returncode == 1
+    assert "keel-app-1: POST http://admin:***@127.0.0.1:9/disable/keel-app-1?token=*** failed" in run["msg"]
+    assert "put it back by hand: POST http://admin:***@127.0.0.1:9/enable/keel-app-1?token=***" in run["msg"]
+    output = run.stdout + run.stderr
+    assert "s3cret-pw" not in output and "t0ken-value" not in output

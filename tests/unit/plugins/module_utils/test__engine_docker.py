@@ -3,7 +3,9 @@ the Podman quirks. The documents below are trimmed from real `inspect` output of
 
 import copy
 
+import docker
 import pytest
+import requests
 
 from ansible_collections.keel.ops.plugins.module_utils import _engine_docker as engine_docker
 from ansible_collections.keel.ops.plugins.module_utils._engine_docker import (
@@ -14,6 +16,7 @@ from ansible_collections.keel.ops.plugins.module_utils._engine_docker import (
     template_fields,
 )
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError
+from ansible_collections.keel.ops.plugins.module_utils._rollout import EngineError
 
 PODMAN_IMAGE = {
     "Env": ["APP_HOST=127.0.0.1", "APP_PORT=8080"],
@@ -238,3 +241,151 @@ def test_tls_options_go_together():
     with pytest.raises(ConfigError, match="client_cert and client_key go together"):
         engine_docker.tls_config(client_cert="/c.pem")
     assert engine_docker.tls_config() is None
+
+
+# --------------------------------------------------------------------------------------------------------
+# Transport errors, repeatable steps and rollout records, against a stand-in for docker.APIClient
+# --------------------------------------------------------------------------------------------------------
+
+class MemoryAPI:
+    """Containers and volumes in memory, answering as docker.APIClient does; `broken` maps a method name to the
+    exception it raises (before doing anything), `late` to one it raises after doing its work."""
+
+    def __init__(self):
+        self.by_id = {"id-1": "/app-1", "id-2": "/app-2-keel-old"}
+        self.volumes_by_name = {}
+        self.broken = {}
+        self.late = {}
+
+    def _enter(self, method):
+        if method in self.broken:
+            raise self.broken[method]
+
+    def _leave(self, method):
+        if method in self.late:
+            raise self.late.pop(method)
+
+    def _id(self, name_or_id):
+        for container_id, name in self.by_id.items():
+            if name_or_id in (container_id, name.lstrip("/")):
+                return container_id
+        raise docker.errors.NotFound("no such container: %s" % name_or_id)
+
+    def inspect_container(self, name_or_id):
+        self._enter("inspect_container")
+        container_id = self._id(name_or_id)
+        attrs = copy.deepcopy(PODMAN_CONTAINER)
+        attrs.update(Id=container_id, Name=self.by_id[container_id])
+        return attrs
+
+    def containers(self, all=False, filters=None):  # pylint: disable=redefined-builtin
+        self._enter("containers")
+        return [{"Id": container_id, "Names": [name]} for container_id, name in self.by_id.items()]
+
+    def inspect_image(self, ref):
+        self._enter("inspect_image")
+        return {"Id": "sha256:" + ref, "Config": {}}
+
+    def stop(self, container_id, timeout):
+        self._enter("stop")
+
+    def rename(self, container_id, name):
+        self._enter("rename")
+        if self.by_id[container_id] == "/" + name:
+            raise docker.errors.APIError("Renaming a container with the same name as its current name")
+        self.by_id[container_id] = "/" + name
+        self._leave("rename")
+
+    def remove_container(self, container_id, force=False):
+        self._enter("remove_container")
+        del self.by_id[self._id(container_id)]
+
+    def create_volume(self, name, labels=None):
+        self._enter("create_volume")
+        volume = self.volumes_by_name.setdefault(name, {"Name": name, "Labels": dict(labels or {})})
+        return copy.deepcopy(volume)
+
+    def volumes(self, filters=None):
+        self._enter("volumes")
+        return {"Volumes": [copy.deepcopy(volume) for volume in self.volumes_by_name.values()]}
+
+    def remove_volume(self, name):
+        self._enter("remove_volume")
+        if name not in self.volumes_by_name:
+            raise docker.errors.NotFound("no such volume: %s" % name)
+        del self.volumes_by_name[name]
+
+
+def memory_engine():
+    api = MemoryAPI()
+    return DockerEngine(StubClient(api), "unix:///run/podman.sock", podman=True), api
+
+
+GONE = requests.exceptions.ConnectionError("('Connection aborted.', FileNotFoundError(2, 'No such file or directory'))")
+SLOW = requests.exceptions.ReadTimeout("UnixHTTPConnectionPool(host='localhost', port=None): Read timed out. "
+                                      "(read timeout=60)")
+
+TRANSPORT_CALLS = [
+    ("containers", lambda engine: engine.select(None, {"app": "x"}), "list containers"),
+    ("inspect_container", lambda engine: engine.select(["app-1"], None), "inspect container app-1"),
+    ("inspect_container", lambda engine: engine.find("app-1"), "inspect container app-1"),
+    ("inspect_container", lambda engine: engine.leftovers(["app-2"], None), "inspect container app-2-keel-old"),
+    ("inspect_image", lambda engine: engine.resolve_image("app:v2", "never"), "inspect image app:v2"),
+    ("stop", lambda engine: engine.stop("id-1", 10), "stop container id-1"),
+    ("remove_container", lambda engine: engine.remove("id-1"), "remove container id-1"),
+    ("volumes", lambda engine: engine.records(), "list volumes"),
+    ("create_volume", lambda engine: engine.write_record("app-1", {}), "create volume app-1-keel-rollout"),
+]
+
+
+@pytest.mark.parametrize("error", [GONE, SLOW], ids=["socket gone", "timeout"])
+@pytest.mark.parametrize("method, call, what", TRANSPORT_CALLS, ids=[c[2] for c in TRANSPORT_CALLS])
+def test_transport_errors_become_engine_errors_that_say_what_failed(error, method, call, what):
+    engine, api = memory_engine()
+    api.broken[method] = error
+    with pytest.raises(EngineError, match=r"^container engine at unix:///run/podman.sock: cannot %s: " % what):
+        call(engine)
+
+
+def test_a_rename_that_timed_out_after_renaming_is_a_success():
+    engine, api = memory_engine()
+    api.late["rename"] = SLOW
+    engine.rename("id-1", "app-1-keel-old")
+    assert api.by_id["id-1"] == "/app-1-keel-old"
+    engine.rename("id-1", "app-1-keel-old")  # again: Docker refuses the name it already has, which is fine here
+
+
+def test_a_rename_that_failed_is_an_error():
+    engine, api = memory_engine()
+    api.broken["rename"] = SLOW
+    with pytest.raises(EngineError, match="cannot rename container id-1 to app-1-keel-old: .*Read timed out"):
+        engine.rename("id-1", "app-1-keel-old")
+
+
+def test_removing_a_container_that_is_gone_is_not_an_error():
+    engine, api = memory_engine()
+    engine.remove("id-1")
+    engine.remove("id-1")
+    assert "id-1" not in api.by_id
+
+
+def test_leftovers_are_the_keel_old_containers_of_the_selection():
+    engine, _api = memory_engine()
+    assert [item.name for item in engine.leftovers(None, {"app": "keel-app"})] == ["app-2-keel-old"]
+    assert [item.name for item in engine.leftovers(["app-2"], None)] == ["app-2-keel-old"]
+    assert engine.leftovers(["app-1"], None) == []
+    assert [item.name for item in engine.select(None, {"app": "keel-app"})] == ["app-1"]
+
+
+def test_records_are_volumes_that_survive_the_process_and_replace_a_stale_one():
+    engine, api = memory_engine()
+    api.volumes_by_name["app-1-keel-rollout"] = {"Name": "app-1-keel-rollout",
+                                                 "Labels": {engine_docker.RECORD_LABEL: '{"instance": "stale"}'}}
+    api.volumes_by_name["other"] = {"Name": "other", "Labels": {engine_docker.RECORD_LABEL: "not json"}}
+    engine.write_record("app-1", {"instance": "app-1", "old_id": "id-1", "lb_before": "ready"})
+    again = DockerEngine(StubClient(api), "unix:///run/podman.sock")  # the next run
+    assert again.records() == [{"instance": "app-1", "old_id": "id-1", "lb_before": "ready"}]
+    again.remove_record("app-1")
+    again.remove_record("app-1")
+    assert again.records() == []
+    assert again.record_commands("app-1") == ["docker -H unix:///run/podman.sock volume rm app-1-keel-rollout"]

@@ -12,6 +12,7 @@ import pytest
 from ansible_collections.keel.ops.plugins.module_utils._lb_haproxy import (
     HAProxyLoadBalancer,
     RuntimeAPI,
+    admin_state_name,
     parse_address,
     parse_servers_state,
     parse_stat_sessions,
@@ -62,6 +63,8 @@ class FakeHAProxy:
                 return "No such backend.\n\n"
             if server not in self.admin:
                 return "No such server.\n\n"
+            if words[4] not in ("ready", "drain", "maint"):
+                return "'set server <srv> state' expects 'ready', 'drain' and 'maint'.\n\n"
             self.admin[server] = {"ready": "0", "drain": "8", "maint": "1"}[words[4]]
             return "\n"
         if words[:3] == ["shutdown", "sessions", "server"]:
@@ -112,8 +115,8 @@ def test_drain_waits_for_sessions_then_puts_the_server_in_maintenance(haproxy):
     server = haproxy(sessions=[3, 2, 0])
     lb = balancer(server)
     assert lb.drain("web-1") == 0
-    assert server.commands[1:] == ["set server app/web-1 state drain", "show stat 3 4 1", "show stat 3 4 1",
-                                   "show stat 3 4 1", "set server app/web-1 state maint"]
+    assert server.commands[1:] == ["show servers state app", "set server app/web-1 state drain", "show stat 3 4 1",
+                                   "show stat 3 4 1", "show stat 3 4 1", "set server app/web-1 state maint"]
     assert server.admin["web-1"] == "1"
     lb.enable("web-1")
     lb.wait_serving("web-1")
@@ -204,3 +207,45 @@ def test_a_connection_closed_without_an_answer_is_not_a_success(haproxy):
     with pytest.raises(LoadBalancerError, match="closed the connection without answering 'set server app/web-1 "
                                                 "state ready'"):
         lb.enable("web-1")
+
+
+@pytest.mark.parametrize("flags, state", [("0", "ready"), ("1", "maint"), ("8", "drain"), ("4", "maint"),
+                                          ("9", "maint"), ("2", "ready"), ("32", "ready")])
+def test_admin_state_names(flags, state):
+    """The server's own flags (runtime API maint/drain, 'disabled' in the config); inherited or DNS ones are not."""
+    assert admin_state_name(flags) == state
+
+
+def test_admin_states_of_the_servers(haproxy):
+    server = haproxy()
+    server.admin["web-2"] = "8"
+    lb = balancer(server)
+    assert lb.admin_states(["web-1", "web-2", "web-9"]) == {"web-1": "ready", "web-2": "drain", "web-9": None}
+
+
+@pytest.mark.parametrize("before, flags", [("maint", "1"), ("drain", "8"), ("ready", "0"), (None, "0")])
+def test_a_server_goes_back_to_the_admin_state_it_had(haproxy, before, flags):
+    server = haproxy()
+    lb = balancer(server, serving_timeout=0.1)
+    lb.drain("web-1")
+    lb.enable("web-1", before)
+    lb.wait_serving("web-1", before)  # returns at once for a server that does not go back in rotation
+    assert server.admin["web-1"] == flags
+    assert ("state %s" % (before or "ready")) in lb.hint("web-1", before)
+
+
+def test_a_server_in_maintenance_is_not_let_back_in_to_drain(haproxy):
+    server = haproxy()
+    server.admin["web-1"] = "1"
+    lb = balancer(server)
+    assert lb.drain("web-1") == 0
+    assert "set server app/web-1 state drain" not in server.commands
+    assert server.admin["web-1"] == "1"
+
+
+def test_an_admin_state_that_is_not_one_is_refused_before_reaching_haproxy(haproxy):
+    server = haproxy()
+    lb = balancer(server)
+    with pytest.raises(LoadBalancerError, match="cannot put app/web-1 back in HAProxy admin state 'ready; x'"):
+        lb.enable("web-1", "ready; x")
+    assert not any(command.startswith("set server") for command in server.commands)

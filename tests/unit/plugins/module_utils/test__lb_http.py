@@ -15,7 +15,7 @@ class AdminAPI(BaseHTTPRequestHandler):
 
     def do_POST(self):
         self.server.calls.append((self.path, self.headers.get("Authorization")))
-        if self.path.endswith("/locked"):
+        if self.path.split("?")[0].endswith("/locked"):
             body = b'{"error": "server is locked"}'
             self.send_response(409)
         else:
@@ -70,3 +70,27 @@ def test_templates_are_checked_up_front():
         lb.preflight(["api-1"])
     with pytest.raises(LoadBalancerError, match="are both required"):
         HttpHookLoadBalancer("http://lb/d/{server}", None)
+
+
+SECRETS = ("s3cret-pw", "t0ken-value")
+
+
+def test_credentials_in_the_urls_never_reach_a_message(admin):
+    """user:password@ and ?token= in the hook URLs: masked in errors and in the by-hand hint."""
+    base = "http://admin:s3cret-pw@127.0.0.1:%d/admin" % admin.server_address[1]
+    lb = HttpHookLoadBalancer(base + "/disable/{server}?token=t0ken-value", base + "/enable/{server}?token=t0ken-value")
+    with pytest.raises(LoadBalancerError) as answered:
+        lb.drain("locked")
+    message = str(answered.value)
+    assert "http://admin:***@127.0.0.1:" in message and "/admin/disable/locked?token=*** answered HTTP 409" in message
+    hint = lb.hint("api-1")
+    assert hint.endswith("/admin/enable/api-1?token=***")
+    unreachable = HttpHookLoadBalancer("http://u:s3cret-pw@127.0.0.1:9/d/{server}?key=t0ken-value",
+                                       "http://u:s3cret-pw@127.0.0.1:9/e/{server}?key=t0ken-value", timeout=2)
+    with pytest.raises(LoadBalancerError) as failed:
+        unreachable.enable("api-1")
+    bad_template = HttpHookLoadBalancer("http://u:s3cret-pw@lb/d/{name}", "http://lb/e/{server}")
+    with pytest.raises(LoadBalancerError) as refused:
+        bad_template.preflight(["api-1"])
+    for text in (message, hint, str(failed.value), str(refused.value)):
+        assert not any(secret in text for secret in SECRETS), text

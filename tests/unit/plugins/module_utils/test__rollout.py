@@ -23,11 +23,13 @@ from ansible_collections.keel.ops.plugins.module_utils._rollout import (
     RolloutConfig,
     TargetImage,
     batch_size_for,
+    check_selector,
     exceeds_tolerance,
     natural_key,
     parse_amount,
     plan_results,
     plan_rollout,
+    process_owner,
     render,
     render_checks,
 )
@@ -56,24 +58,52 @@ class Clock:
             self.now += seconds
 
 
+class Killed(BaseException):
+    """kill -9: the process is gone, so nothing runs after it - no except clause, no restore."""
+
+
+class Process:
+    """What the fakes of one module process share: once killed, every later call dies too."""
+
+    def __init__(self):
+        self.dead = False
+
+
 class Breakable:
-    """Records calls; `fail` maps 'method' or 'method:target' to how many such calls raise `error`."""
+    """Records calls; `fail` maps 'method' or 'method:target' to how many such calls raise `error` before doing
+    anything; `late` to how many do their work and then raise it (a timeout after the fact); `kill` names the
+    call after whose work the process is killed."""
 
     error = Exception
     what = ""
 
-    def __init__(self):
+    def __init__(self, process=None):
         self.fail = {}
+        self.late = {}
+        self.kill = None
+        self.process = process or Process()
         self.calls = []
         self.lock = threading.Lock()
 
     def _call(self, method, target):
+        if self.process.dead:
+            raise Killed()
         with self.lock:
             self.calls.append((method, target))
             for key in ("%s:%s" % (method, target), method):
                 if self.fail.get(key):
                     self.fail[key] -= 1
                     raise self.error(self.what % (method, target))
+
+    def _after(self, method, target):
+        """Called once a call did its work."""
+        key = "%s:%s" % (method, target)
+        if self.kill == key:
+            self.process.dead = True
+            raise Killed()
+        if self.late.get(key):
+            self.late[key] -= 1
+            raise self.error(self.what % (method, target) + " (timed out after it took effect)")
 
 
 class FakeEngine(Breakable, ContainerEngine):
@@ -83,10 +113,11 @@ class FakeEngine(Breakable, ContainerEngine):
     error = EngineError
     what = "engine refused %s of %s"
 
-    def __init__(self, names, image=OLD, healthcheck=False):
-        Breakable.__init__(self)
+    def __init__(self, names, image=OLD, healthcheck=False, process=None):
+        Breakable.__init__(self, process)
         self.ids = itertools.count(1)
         self.containers = {}
+        self.kept = {}  # rollout records by instance name
         for name in names:
             self._add(name, image, running=True, healthcheck=healthcheck)
 
@@ -108,20 +139,41 @@ class FakeEngine(Breakable, ContainerEngine):
                         c["auto_remove"], {"env": dict(c["env"]), "labels": {}, "ports": {}})
 
     def select(self, names, labels):
-        return [self.instance(cid) for cid, c in list(self.containers.items()) if not c["name"].endswith(OLD_SUFFIX)]
+        return [self.instance(cid) for cid, c in list(self.containers.items())
+                if not c["name"].endswith(OLD_SUFFIX) and (not names or c["name"] in names)]
 
-    def exists(self, name):
-        return self.by_name(name) is not None
+    def find(self, name):
+        container_id = self.by_name(name)
+        return self.instance(container_id) if container_id else None
+
+    def leftovers(self, names, labels):
+        return [self.instance(cid) for cid, c in list(self.containers.items()) if c["name"].endswith(OLD_SUFFIX)
+                and (not names or c["name"][:-len(OLD_SUFFIX)] in names)]
+
+    def records(self):
+        return [dict(record) for record in self.kept.values()]
+
+    def write_record(self, name, record):
+        self._call("write_record", name)
+        self.kept[name] = dict(record)
+        self._after("write_record", name)
+
+    def remove_record(self, name):
+        self._call("remove_record", name)
+        self.kept.pop(name, None)
 
     def stop(self, container_id, timeout):
         self._maybe_fail("stop", container_id)
         self.containers[container_id]["running"] = False
+        self._after("stop", self.containers[container_id]["name"])
 
     def rename(self, container_id, name):
         self._maybe_fail("rename", container_id)
         if self.by_name(name) not in (None, container_id):
             raise EngineError("name %s is in use" % name)
+        old_name = self.containers[container_id]["name"]
         self.containers[container_id]["name"] = name
+        self._after("rename", old_name)
 
     def clone(self, instance, image_ref):
         self._maybe_fail("clone", instance.id)
@@ -130,15 +182,20 @@ class FakeEngine(Breakable, ContainerEngine):
         old = self.containers[instance.id]
         new_id = self._add(instance.name, image_ref, running=False, healthcheck=old["healthcheck"])
         self.containers[new_id]["env"] = dict(old["env"])
+        self._after("clone", old["name"])  # a network connect that fails after the create, say
         return new_id
 
     def start(self, container_id):
         self._maybe_fail("start", container_id)
         self.containers[container_id]["running"] = True
+        self._after("start", self.containers[container_id]["name"])
 
     def remove(self, container_id):
+        if container_id not in self.containers:
+            return  # already gone
         self._maybe_fail("remove", container_id)
-        del self.containers[container_id]
+        name = self.containers.pop(container_id)["name"]
+        self._after("remove", name)
 
     def state(self, container_id):
         c = self.containers[container_id]
@@ -160,6 +217,8 @@ class FakeEngine(Breakable, ContainerEngine):
         leftovers = [c["name"] for c in list(self.containers.values()) if c["name"].endswith(OLD_SUFFIX)]
         assert not leftovers, "left over: %s" % leftovers
         assert all(c["running"] for c in list(self.containers.values())), self.containers
+        names = [c["name"] for c in list(self.containers.values())]
+        assert len(names) == len(set(names)), "one container per name: %s" % names
         return dict((c["name"], c["image"]) for c in list(self.containers.values()))
 
 
@@ -168,8 +227,8 @@ class FakeLoadBalancer(Breakable, LoadBalancer):
     error = LoadBalancerError
     what = "load balancer socket broke during %s of %s"
 
-    def __init__(self, servers):
-        Breakable.__init__(self)
+    def __init__(self, servers, process=None):
+        Breakable.__init__(self, process)
         self.states = dict((server, "ready") for server in servers)
 
     def preflight(self, servers):
@@ -177,20 +236,26 @@ class FakeLoadBalancer(Breakable, LoadBalancer):
         if unknown:
             raise LoadBalancerError("unknown servers %s" % unknown)
 
+    def admin_states(self, servers):
+        return dict((server, self.states.get(server)) for server in servers)
+
     def drain(self, server):
-        self.states[server] = "drain"
+        if self.states[server] != "maint":
+            self.states[server] = "drain"
         self._call("drain", server)
         self.states[server] = "maint"
+        self._after("drain", server)
         return 0
 
-    def enable(self, server):
+    def enable(self, server, state=None):
         self._call("enable", server)
-        self.states[server] = "ready"
+        self.states[server] = state or "ready"
+        self._after("enable", server)
 
-    def wait_serving(self, server):
+    def wait_serving(self, server, state=None):
         self._call("wait_serving", server)
 
-    def hint(self, server):
+    def hint(self, server, state=None):
         return "enable %s by hand" % server
 
 
@@ -219,25 +284,37 @@ class World:
     def __init__(self, count=4, image=NEW, checks=None, health_timeout=5.0, healthcheck=False, **options):
         names = ["app-%d" % index for index in range(1, count + 1)]
         self.engine = FakeEngine(names, healthcheck=healthcheck)
-        self.lb = FakeLoadBalancer(names)
+        self.lb = FakeLoadBalancer(names, self.engine.process)
         self.clock = Clock()
         self.batch = dict((key, options.pop(key)) for key in ("batch_size", "max_unavailable") if key in options)
-        health = HealthConfig(checks=CHECKS if checks is None else checks, timeout=health_timeout, interval=0.5)
-        self.warnings = []
-        self.rollout = Rollout(self.engine, self.lb, RolloutConfig(image, health, **options), clock=self.clock,
-                               sleep=self.clock.sleep, prober=make_prober(self.engine), warn=self.warnings.append)
+        self.config = RolloutConfig(image, HealthConfig(checks=CHECKS if checks is None else checks,
+                                                        timeout=health_timeout, interval=0.5), **options)
         self.target = TargetImage(image, "id-" + image)
+        self.restart()
+
+    def restart(self):
+        """A new module process on the same engine and load balancer (after a kill, say)."""
+        self.engine.process.dead = False
+        self.warnings = []
+        self.rollout = Rollout(self.engine, self.lb, self.config, clock=self.clock, sleep=self.clock.sleep,
+                               prober=make_prober(self.engine), warn=self.warnings.append)
+        self.rollout.owner = {"host": "test", "pid": 0, "started": None}  # not this test process, which lives on
 
     @property
     def plan(self):
-        return plan_rollout(self.engine.select(None, None), self.target.id, **self.batch)
+        return plan_rollout(self.engine.select(self.names, None), self.target.id, **self.batch)
+
+    names = None
 
     def prepare(self):
         return self.rollout.prepare(self.plan)
 
-    def run(self):
+    def run(self, names=None):
+        """What the module does: repair, plan, prepare, run."""
+        self.names = names
+        repaired = self.rollout.repair(names, None)
         plan = self.plan
-        return self.rollout.run(plan, self.target, self.rollout.prepare(plan))
+        return self.rollout.run(plan, self.target, self.rollout.prepare(plan), repaired)
 
 
 def run_all(count=4, image=NEW, **options):
@@ -425,8 +502,9 @@ def test_happy_rollout_updates_everyone_in_order_and_cleans_up():
     assert set(first["timings"]) == {"drain", "stop", "start", "healthy", "enable", "total"}
     # Drained before it stops, back in rotation only after it is healthy, one instance at a time.
     assert lb.calls[:3] == [("drain", "app-1"), ("enable", "app-1"), ("wait_serving", "app-1")]
-    first_calls = [call for call in engine.calls if call[1].startswith("app-1")][:2]
-    assert first_calls == [("stop", "app-1"), ("rename", "app-1")]
+    first_calls = [call for call in engine.calls if call[1].startswith("app-1")][:3]
+    assert first_calls == [("write_record", "app-1"), ("stop", "app-1"), ("rename", "app-1")]
+    assert engine.kept == {} and result["repaired"] == [] and result["not_serving"] == []
 
 
 def test_batches_run_in_parallel_and_pause_between_them():
@@ -506,7 +584,8 @@ def test_a_load_balancer_that_stays_broken_fails_loudly_with_a_hint():
     world = World()
     world.lb.fail = {"drain:app-1": 1, "enable:app-1": 99}
     result, failure = world.run()
-    assert by_name(result)["app-1"]["result"] == "failed" and result["failed"] == ["app-1"]
+    assert by_name(result)["app-1"]["result"] == "failed" and result["failed_instances"] == ["app-1"]
+    assert "failed" not in result, "Ansible's own failure flag would overwrite it"
     assert "it is still out of the load balancer, putting it back failed 4 times" in failure
     assert "put it back by hand: enable app-1 by hand" in failure
     assert "an instance could not be restored or put back in the load balancer" in failure
@@ -682,3 +761,212 @@ def test_an_interrupt_during_the_health_wait_ends_it():
     result, failure = world.run()
     assert "app-1: interrupted by SIGINT while waiting for it to become healthy (critical:" in failure
     assert result["rolled_back"] == ["app-1"] and world.lb.states["app-1"] == "ready"
+
+
+# --------------------------------------------------------------------------------------------------------
+# The selector
+# --------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("names, labels, message", [
+    ([], None, "names must list at least one container name"),
+    ([""], None, "no empty one"),
+    (None, {}, "labels must give at least one label"),
+    (["app-1-keel-old"], None, "names must not name app-1-keel-old"),
+    (None, None, "give names or labels"),
+])
+def test_a_selector_that_would_select_every_container_is_refused(names, labels, message):
+    with pytest.raises(ConfigError, match=message):
+        check_selector(names, labels)
+
+
+def test_a_real_selector_is_accepted():
+    check_selector(["app-1"], None)
+    check_selector(None, {"app": "shop"})
+
+
+# --------------------------------------------------------------------------------------------------------
+# Calls that fail after taking effect
+# --------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("late", ["rename:app-1", "clone:app-1-keel-old", "start:app-1", "stop:app-1"])
+def test_a_call_that_takes_effect_then_fails_is_undone_and_leaves_nothing_behind(late):
+    """A rename that times out after renaming, a create whose network connect fails (the container exists but
+    its id never came back): the restore must still rename back and remove the orphan."""
+    world = World()
+    world.engine.late = {late: 1}
+    result, failure = world.run()
+    assert by_name(result)["app-1"]["result"] == "rolled_back", failure
+    assert "it is back on its old container (app:v1)" in failure
+    assert world.engine.serving()["app-1"] == OLD and world.engine.by_name("app-1") == "c1"
+    assert set(world.lb.states.values()) == {"ready"}
+    assert world.engine.kept == {}, "nothing is left to repair"
+
+
+# --------------------------------------------------------------------------------------------------------
+# Load balancer admin states
+# --------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("state", ["maint", "drain"])
+def test_a_server_taken_out_before_the_rollout_goes_back_to_that_state(state):
+    world = World()
+    world.lb.states["app-2"] = state
+    result, failure = world.run()
+    assert failure == "" and result["updated"] == ["app-1", "app-2", "app-3", "app-4"]
+    assert world.lb.states == {"app-1": "ready", "app-2": state, "app-3": "ready", "app-4": "ready"}
+    assert world.warnings == ["app-2: its load balancer server app-2 is in %s, set before this rollout and not by an "
+                              "interrupted one; it is updated and left in that state" % state]
+
+
+def test_the_admin_state_is_read_when_the_instance_is_taken_out_not_at_planning_time():
+    world = World(count=2)
+    drain = world.lb.drain
+
+    def drain_then_operator_takes_app_2_out(server):
+        if server == "app-1":
+            world.lb.states["app-2"] = "maint"
+        return drain(server)
+
+    world.lb.drain = drain_then_operator_takes_app_2_out
+    _result, failure = world.run()
+    assert failure == "" and world.lb.states == {"app-1": "ready", "app-2": "maint"}
+
+
+# --------------------------------------------------------------------------------------------------------
+# A kill -9, then the same rollout again
+# --------------------------------------------------------------------------------------------------------
+
+KILL_POINTS = ["write_record:app-1", "drain:app-1", "stop:app-1", "rename:app-1", "clone:app-1-keel-old",
+               "start:app-1", "enable:app-1", "remove:app-1-keel-old"]
+
+
+def killed(kill, image=NEW, **options):
+    """A world whose rollout was killed right after `kill` did its work, and a new process to run it again."""
+    world = World(image=image, **options)
+    target = world.lb if kill.split(":")[0] in ("drain", "enable") else world.engine
+    target.kill = kill
+    try:
+        world.run()
+    except Killed:
+        pass
+    assert world.engine.process.dead, "the kill happened"
+    target.kill = None
+    world.restart()
+    return world
+
+
+@pytest.mark.parametrize("kill", KILL_POINTS)
+@pytest.mark.parametrize("names", [None, ["app-1", "app-2", "app-3", "app-4"]], ids=["labels", "names"])
+def test_the_next_run_repairs_whatever_a_kill_left_and_then_rolls_out(kill, names):
+    world = killed(kill)
+    result, failure = world.run(names)
+    assert failure == ""
+    assert result["repaired"] == ["app-1"] and result["not_serving"] == []
+    assert result["updated"] == ["app-1", "app-2", "app-3", "app-4"][1 if kill.startswith("remove") else 0:]
+    assert world.engine.serving() == dict(("app-%d" % i, NEW) for i in range(1, 5))
+    assert world.lb.states == dict(("app-%d" % i, "ready") for i in range(1, 5))
+    assert world.engine.kept == {}
+    assert any(text.startswith("app-1 was left mid-replacement by an interrupted rollout") and "repaired" in text
+               for text in world.warnings), world.warnings
+
+
+def test_a_server_in_maintenance_before_the_killed_run_stays_in_maintenance_after_the_repair():
+    world = World()
+    world.lb.states["app-1"] = "maint"
+    world.engine.kill = "rename:app-1"
+    with pytest.raises(Killed):
+        world.run()
+    world.engine.kill = None
+    world.restart()
+    result, failure = world.run()
+    assert failure == "" and result["repaired"] == ["app-1"]
+    assert world.lb.states["app-1"] == "maint"
+
+
+def test_check_mode_reports_the_repair_and_changes_nothing():
+    world = killed("rename:app-1")
+    before = dict(world.engine.containers)
+    assert world.rollout.repair(None, None, check_mode=True) == ["app-1"]
+    assert world.engine.containers == before and world.lb.states["app-1"] == "maint"
+    assert world.warnings == ["app-1 was left mid-replacement by an interrupted rollout; the run repairs it first"]
+
+
+def test_a_leftover_without_its_record_is_renamed_back_when_nothing_holds_the_name():
+    """A record removed by hand (docker volume prune), or a leftover of a version without records."""
+    world = killed("rename:app-1")
+    world.engine.kept.clear()
+    result, failure = world.run()
+    assert failure == "" and result["repaired"] == ["app-1"]
+    assert world.engine.serving() == dict(("app-%d" % i, NEW) for i in range(1, 5))
+    assert set(world.lb.states.values()) == {"ready"}
+
+
+def test_a_leftover_next_to_its_name_without_a_record_is_refused_with_the_commands():
+    world = killed("start:app-1")
+    world.engine.kept.clear()
+    before = dict(world.engine.containers)
+    with pytest.raises(ConfigError) as refused:
+        world.run()
+    assert str(refused.value) == (
+        "an interrupted rollout left containers that cannot be repaired safely: app-1: app-1-keel-old exists next "
+        "to app-1 and no rollout record tells what was being replaced; if app-1 serves correctly, run docker rm -f "
+        "app-1-keel-old; otherwise run docker rm -f app-1 && docker rename app-1-keel-old app-1 && docker start "
+        "app-1. Put its server back in the load balancer if it is out (enable app-1 by hand), then run again")
+    assert world.engine.containers == before
+
+
+def test_a_record_whose_containers_are_both_gone_is_refused():
+    world = killed("rename:app-1")
+    del world.engine.containers[world.engine.by_name("app-1-keel-old")]
+    with pytest.raises(ConfigError, match="app-1: the rollout record of an interrupted run names it, but neither "
+                                          "app-1 nor app-1-keel-old exists; recreate app-1"):
+        world.run()
+
+
+def test_a_record_of_a_rollout_still_running_is_refused():
+    world = killed("rename:app-1")
+    world.engine.kept["app-1"]["owner"] = process_owner()  # this very process: alive
+    with pytest.raises(ConfigError, match="app-1 is being replaced right now by another rolling_update"):
+        world.run()
+
+
+def test_a_record_outside_the_selection_is_left_alone():
+    world = killed("rename:app-1")
+    result, failure = world.run(names=["app-2"])
+    assert failure == "" and result["repaired"] == [] and result["updated"] == ["app-2"]
+    assert "app-1" in world.engine.kept and world.engine.by_name("app-1-keel-old")
+
+
+def test_an_instance_left_out_of_the_load_balancer_keeps_its_record_and_the_next_run_repairs_it():
+    world = World()
+    world.lb.fail = {"enable:app-1": 99}
+    result, failure = world.run()
+    assert result["failed_instances"] == ["app-1"] and "the next run repairs it" in failure
+    assert world.engine.kept["app-1"]["lb_before"] == "ready"
+    world.lb.fail = {}
+    world.restart()
+    result, failure = world.run()
+    assert failure == "" and result["repaired"] == ["app-1"]
+    assert result["updated"] == ["app-1", "app-2", "app-3", "app-4"] and set(world.lb.states.values()) == {"ready"}
+
+
+# --------------------------------------------------------------------------------------------------------
+# The final check: never success while a selected instance does not serve
+# --------------------------------------------------------------------------------------------------------
+
+def test_success_is_never_reported_while_a_selected_instance_is_down():
+    world = World()
+    world.engine.containers["c2"].update(image=NEW, running=False)  # on the target image, but exited
+    result, failure = world.run()
+    assert result["updated"] == ["app-1", "app-3", "app-4"] and result["not_serving"] == ["app-2"]
+    assert failure == "rolling update to app:v2: 1 of 4 selected instances do not serve: app-2: container app-2 is " \
+                      "not running"
+
+
+def test_nothing_to_do_still_checks_that_every_instance_serves():
+    world = World(count=2, image=OLD)
+    world.target = TargetImage(OLD, "id-" + OLD)
+    world.lb.states["app-2"] = "maint"
+    world.engine.containers["c1"]["running"] = False
+    result, failure = world.run()
+    assert result["changed"] is False and result["not_serving"] == ["app-1"]
+    assert "app-1: container app-1 is not running" in failure and "app-2" not in failure
