@@ -27,7 +27,7 @@ import threading
 import time
 
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, KeelError
-from ansible_collections.keel.ops.plugins.module_utils._pipeline import IntegrityError, sha256_of
+from ansible_collections.keel.ops.plugins.module_utils._pipeline import COMPRESSIONS, IntegrityError, sha256_of
 from ansible_collections.keel.ops.plugins.module_utils._storage import (
     NotFound,
     StorageError,
@@ -135,21 +135,47 @@ def _hold_expired(record):
         return True  # not a hold record of ours: it holds nothing
 
 
-def check_manifest(manifest, backup_id, location):
-    """A manifest read from a repository is data from elsewhere: prove its shape before anything relies on it."""
-    problem = None
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _artifact_ok(artifact):
+    return (isinstance(artifact, dict) and isinstance(artifact.get("name"), str) and artifact["name"]
+            and "/" not in artifact["name"] and not artifact["name"].startswith(".")
+            and isinstance(artifact.get("kind", ""), str) and _is_int(artifact.get("size"))
+            and bool(_SHA256_PATTERN.match(str(artifact.get("sha256")))))
+
+
+# What each kind's engine reads from its manifests, beyond what every manifest has.
+_KIND_CHECKS = {
+    "postgres": lambda m: isinstance(m.get("statistics"), dict)
+    and m["source"].get("scope") in ("database", "cluster", "globals"),
+    "redis": lambda m: isinstance(m.get("statistics"), dict) and _is_int(m["statistics"].get("rdb_version"))
+    and _is_int(m["statistics"].get("keys")),
+}
+
+
+def _manifest_problem(manifest, backup_id, kind):
     if manifest.get("id") != backup_id or not is_backup_id(backup_id):
-        problem = "its id %r does not match its folder %s" % (manifest.get("id"), backup_id)
-    elif not isinstance(manifest.get("artifacts"), list) or not manifest["artifacts"]:
-        problem = "it lists no artifacts"
-    else:
-        for artifact in manifest["artifacts"]:
-            if not (isinstance(artifact, dict) and isinstance(artifact.get("name"), str) and artifact["name"]
-                    and "/" not in artifact["name"] and not artifact["name"].startswith(".")
-                    and isinstance(artifact.get("size"), int) and not isinstance(artifact.get("size"), bool)
-                    and _SHA256_PATTERN.match(str(artifact.get("sha256")))):
-                problem = "artifact entry %r is malformed (name, size and sha256 are required)" % (artifact,)
-                break
+        return "its id %r does not match its folder %s" % (manifest.get("id"), backup_id)
+    if not isinstance(manifest.get("artifacts"), list) or not manifest["artifacts"]:
+        return "it lists no artifacts"
+    bad = [artifact for artifact in manifest["artifacts"] if not _artifact_ok(artifact)]
+    if bad:
+        return "artifact entry %r is malformed (name, size and sha256 are required)" % (bad[0],)
+    compression = manifest.get("compression")
+    if not isinstance(compression, dict) or compression.get("algorithm") not in COMPRESSIONS:
+        return "its compression %r is not one of %s" % (compression, ", ".join(COMPRESSIONS))
+    if manifest.get("encryption") is not None and not isinstance(manifest["encryption"], dict):
+        return "its encryption entry is malformed"
+    if not isinstance(manifest.get("source"), dict) or not _KIND_CHECKS.get(kind, lambda m: True)(manifest):
+        return "the source or statistics a %s backup records are missing or malformed" % kind
+    return None
+
+
+def check_manifest(manifest, backup_id, location, kind=None):
+    """A manifest read from a repository is data from elsewhere: prove its shape before anything relies on it."""
+    problem = _manifest_problem(manifest, backup_id, kind)
     if problem:
         raise IntegrityError("the manifest of backup %s is not one keel.ops wrote: %s; the backup cannot be trusted"
                              % (location, problem))
@@ -226,7 +252,7 @@ class Repository:
         if manifest.get("format_version", 0) > FORMAT_VERSION:
             raise KeelError("backup %s was written by a newer keel.ops (manifest format %s); upgrade the collection"
                             % (backup_id, manifest.get("format_version")))
-        check_manifest(manifest, backup_id, self.describe(backup_id))
+        check_manifest(manifest, backup_id, self.describe(backup_id), self.kind)
         verified = None
         if self.storage.exists(self.key(backup_id, VERIFIED)):
             try:

@@ -24,7 +24,8 @@ def make_backup(repo, data=b"dump bytes", backup_id=None, **extra):
         writer.commit()
     manifest = dict(id=backup_id, kind=repo.kind, artifacts=[{"name": "db.dump", "size": len(data),
                                                                "sha256": hashlib.sha256(data).hexdigest()}],
-                    **extra)
+                    compression={"algorithm": "none"}, encryption=None, source={"scope": "database"},
+                    statistics={}, **extra)
     repo.commit(manifest)
     return backup_id
 
@@ -118,6 +119,9 @@ def test_cleanup_leaves_young_incomplete_backups_when_their_writer_may_still_run
     (lambda m: dict(m, artifacts=[{"name": "../../../etc/passwd", "size": 1, "sha256": "0" * 64}]), "malformed"),
     (lambda m: dict(m, artifacts=[{"name": "db.dump", "size": "1", "sha256": "0" * 64}]), "malformed"),
     (lambda m: ["not", "an", "object"], "not a JSON object"),
+    (lambda m: dict(m, compression={"algorithm": "lz4"}), "compression"),
+    (lambda m: dict(m, statistics=None), "source or statistics a postgres backup records"),
+    (lambda m: dict(m, source="db"), "source or statistics"),
 ])
 def test_a_manifest_is_data_its_shape_is_proven(repo, forge, problem):
     good = make_backup(repo)
