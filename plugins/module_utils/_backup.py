@@ -27,7 +27,7 @@ from ansible_collections.keel.ops.plugins.module_utils._repository import (
     validate_source,
 )
 from ansible_collections.keel.ops.plugins.module_utils._signing import Signer, Trust
-from ansible_collections.keel.ops.plugins.module_utils._storage import StorageError, open_storage
+from ansible_collections.keel.ops.plugins.module_utils._storage import StorageError, check_repository, open_storage
 
 KEY_ARTIFACT = "key.age"
 STDERR_TAIL = 2000
@@ -51,6 +51,8 @@ class BackupConfig:
     def from_params(cls, params):
         config = cls(**params)
         config.s3 = s3_options(params)
+        check_repository(params["repository"], config.s3)
+        config.signer, config.trust = signing_from_params(params)
         config.compression_level = pipeline.validate_compression(
             params.get("compression") or "zstd", params.get("compression_level"))
         validate_retention(params)
@@ -358,10 +360,17 @@ def open_repository_storage(params):
     return open_storage(params["repository"], s3_options(params))
 
 
-def open_repository(params, kind, source, reporter=None, storage=None):
-    """The one way every module opens the backups of a source: storage, signing and trust from the options."""
+def signing_from_params(params):
+    """(Signer or None, Trust or None) from signing_key_file and trusted_signing_keys."""
     signer = Signer.from_file(params["signing_key_file"]) if params.get("signing_key_file") else None
     trust = Trust.from_option(params["trusted_signing_keys"]) if params.get("trusted_signing_keys") else None
+    return signer, trust
+
+
+def open_repository(params, kind, source, reporter=None, storage=None):
+    """The one way every module opens the backups of a source: storage, signing and trust from the options
+    (already loaded when `params` is a config's __dict__)."""
+    signer, trust = (params["signer"], params["trust"]) if "signer" in params else signing_from_params(params)
     return Repository(storage or open_repository_storage(params), kind, source, signer=signer, trust=trust,
                       warn=reporter.warn if reporter else None)
 

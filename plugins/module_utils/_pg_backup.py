@@ -38,7 +38,7 @@ class PgBackupConfig(common.BackupConfig):
                                           user=params.get("login_user"), password=params.get("login_password"),
                                           database=params.get("maintenance_db") or "postgres",
                                           ssl_mode=params.get("ssl_mode"), ca_cert=params.get("ca_cert"))
-        config.jobs = params.get("jobs") or 1
+        config.jobs = 1 if params.get("jobs") is None else params["jobs"]
         if config.jobs < 1:
             raise ConfigError("jobs must be at least 1, got %s" % config.jobs)
         for option in ("lock_wait_timeout", "statement_timeout"):

@@ -43,6 +43,7 @@ try:
     import boto3
     import botocore
     import botocore.exceptions
+    import botocore.utils
     from botocore.config import Config
     HAS_BOTO3 = True
     # Errors that break a streaming GET midway; the reader resumes from where it stopped.
@@ -141,6 +142,14 @@ def open_storage(url, s3=None):
     return S3Storage(location, prefix, s3_options(s3))
 
 
+def check_repository(url, s3=None):
+    """Everything about a repository's URL and S3 options that can be checked without reaching it: modules
+    call this before they connect anywhere, so a typo is reported as such and not as a later failure."""
+    kind, _location, _prefix = parse_url(url)
+    if kind == "s3":
+        s3_options(s3)
+
+
 def parse_url(url):
     """Split a repository URL into ("local", path, None) or ("s3", bucket, prefix); ConfigError if unusable."""
     if not isinstance(url, str) or not url.strip():
@@ -228,6 +237,12 @@ def _check_s3_options(options):
         raise ConfigError("S3 option session_token needs access_key and secret_key")
     if options["profile"] and options["access_key"]:
         raise ConfigError("S3 options profile and access_key contradict each other: give one of them")
+    if options["region"] is not None and HAS_BOTO3:
+        try:
+            botocore.utils.validate_region_name(options["region"])
+        except botocore.exceptions.InvalidRegionError:
+            raise ConfigError("S3 option region %r is not a region name: write it as AWS does, such as "
+                              "eu-central-1 (S3-compatible servers usually accept us-east-1)" % options["region"])
     endpoint = options["endpoint_url"]
     try:
         parts = urlsplit(endpoint) if endpoint else None
@@ -889,9 +904,6 @@ def _s3_client(options):
     try:
         return session.client("s3", endpoint_url=options["endpoint_url"], verify=options["validate_certs"],
                               config=_client_config(options))
-    except botocore.exceptions.InvalidRegionError:
-        raise ConfigError("S3 option region %r is not a region name: write it as AWS does, such as eu-central-1 "
-                          "(S3-compatible servers usually accept us-east-1)" % options["region"]) from None
     except ValueError as error:  # botocore's own checks of the endpoint
         raise ConfigError("S3 option endpoint_url cannot be used: %s" % error) from None
 
