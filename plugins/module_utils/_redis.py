@@ -832,8 +832,8 @@ class RdbCheck:
             self.finish()
             raise IntegrityError("redis-check-rdb stopped before the end of the RDB")
         except OSError as error:
-            raise RedisError("feeding the RDB to %s failed: %s" % (self.binary.describe("redis-check-rdb"),
-                                                                  os_reason(error)))
+            raise RedisError("feeding the RDB to %s failed: %s"
+                             % (self.binary.describe("redis-check-rdb"), os_reason(error)))
 
     def finish(self):
         with contextlib.suppress(BrokenPipeError):

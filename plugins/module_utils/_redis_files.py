@@ -28,7 +28,7 @@ import socket
 import stat
 import struct
 
-from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, DependencyError
+from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError
 
 CONFIG_FILE_MAX = 4 * 1024 * 1024
 NOFOLLOW = os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
@@ -60,9 +60,8 @@ def peer_process(sock):
     try:
         import psutil
     except ImportError:
-        raise DependencyError("to prove that the RDB it reads is the server's, snapshot_method: bgsave over TCP needs "
-                              "the Python library psutil where the module runs (pip install psutil); or use "
-                              "snapshot_method: replication")
+        raise NotProven("the Python library psutil, which finds the process at the other end of a TCP connection, "
+                        "is not installed where the module runs (pip install psutil)")
     ours, theirs = _endpoint(sock.getsockname()), _endpoint(sock.getpeername())
     try:
         connections = psutil.net_connections(kind="tcp")
@@ -150,11 +149,11 @@ def check_agreement(declared, source, live, fields=("dir", "dbfilename", "aof"))
         same = os.path.realpath(ours) == os.path.realpath(theirs) if field == "dir" else ours == theirs
         if not same:
             raise ConfigError(
-                "the %s is %s according to %s, but %s according to the running server (CONFIG GET %s): it was "
-                "changed at run time (CONFIG SET), or the server was not started from that file. A file restore "
+                "the %s is %s according to %s, but %s according to the running server (CONFIG GET %s): either "
+                "it was changed at run time (CONFIG SET), or %s does not describe this server. A file restore "
                 "writes only where the server loads from at its next start, so nothing was touched: set it back "
                 "on the server (CONFIG SET), or set data_dir to where the server really keeps its data"
-                % (label, ours, source, theirs, config_name))
+                % (label, ours, source, theirs, config_name, source))
 
 
 def plain_name(name, what):

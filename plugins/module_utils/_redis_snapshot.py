@@ -301,12 +301,13 @@ class DiskRdb:
         if replid not in ids:
             raise KeelError("the RDB read from %s is not %s's: its repl-id is %s, the server's is %s (and %s); "
                             "nothing was stored. Another server keeps its RDB at that path on this host: use "
-                            "snapshot_method: replication" % (self.path, server.describe(), replid or "absent", ids[0],
-                                                              self.proof.get("unproven_process", "")))
+                            "snapshot_method: replication"
+                            % (self.path, server.describe(), replid or "absent", ids[0],
+                               self.proof.get("unproven_process") or "the process check found nothing against it"))
         if offset.isdigit() and int(offset) < self.proof.get("offset", 0):
             raise KeelError("the RDB read from %s is older than the BGSAVE just asked of %s (repl-offset %s, the "
-                            "server was at %d before); nothing was stored" % (self.path, server.describe(), offset,
-                                                                             self.proof["offset"]))
+                            "server was at %d before); nothing was stored"
+                            % (self.path, server.describe(), offset, self.proof["offset"]))
 
     def describe(self):
         return {key: value for key, value in self.proof.items() if key in ("by", "pid", "replid")}
