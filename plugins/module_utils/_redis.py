@@ -60,6 +60,22 @@ def first_line(error):
     return text.splitlines()[0]
 
 
+def os_reason(error):
+    """What an OSError says, with the path it names: "Permission denied: /var/lib/redis/dump.rdb"."""
+    if isinstance(error, OSError) and error.strerror:
+        return "%s: %s" % (error.strerror, error.filename) if error.filename else error.strerror
+    return first_line(error)
+
+
+@contextlib.contextmanager
+def failing_as(what, advice):
+    """OSError or UnicodeDecodeError inside become a RedisError: what was being done, why it failed, what to do."""
+    try:
+        yield
+    except (OSError, UnicodeDecodeError) as error:
+        raise RedisError("%s failed: %s; %s" % (what, os_reason(error), advice))
+
+
 # --- connections ------------------------------------------------------------------------------------
 
 # The connection options of modules that talk to Redis (documented in plugins/modules/redis_snapshot.py).
@@ -102,12 +118,16 @@ class Connection:
         return "redis at %s%s:%s" % ("rediss://" if self.tls else "", host, self.port)
 
     def ssl_context(self):
-        context = ssl.create_default_context(cafile=self.ca_certs)
-        if not self.validate_certs:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        if self.client_cert_file:
-            context.load_cert_chain(self.client_cert_file, self.client_key_file)
+        try:
+            context = ssl.create_default_context(cafile=self.ca_certs)
+            if not self.validate_certs:
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            if self.client_cert_file:
+                context.load_cert_chain(self.client_cert_file, self.client_key_file)
+        except (OSError, ValueError) as error:
+            raise RedisError("cannot load the TLS files for %s (%s): check ca_certs, client_cert_file and "
+                             "client_key_file" % (self.describe(), os_reason(error)))
         return context
 
     def open_socket(self):
@@ -266,14 +286,21 @@ class RespConnection:
             raise RedisError("%s closed the connection" % self.where)
         self.buf += data
 
-    def line(self):
+    def line(self, before_read=None):
+        """The next line; before_read() is called before each read from the socket (it may raise)."""
         while True:
             end = self.buf.find(b"\r\n", self.pos)
             if end >= 0:
                 text = bytes(self.buf[self.pos:end])
                 self.pos = end + 2
                 return text
+            if before_read is not None:
+                before_read()
             self._fill()
+
+    def _malformed(self, error):
+        return RedisError("%s sent a malformed reply (%s): is it a Redis server, and login_port/tls right?"
+                          % (self.where, first_line(error)))
 
     def take(self, size):
         while len(self.buf) - self.pos < size + 2:
@@ -283,6 +310,12 @@ class RespConnection:
         return data
 
     def reply(self):
+        try:
+            return self._reply()
+        except (ValueError, IndexError) as error:
+            raise self._malformed(error)
+
+    def _reply(self):
         line = self.line()
         kind, rest = line[:1], line[1:]
         if kind == b"$":
@@ -296,11 +329,17 @@ class RespConnection:
             return ReplyError(rest.decode("utf-8", "replace"))
         if kind == b"*":
             count = int(rest)
-            return None if count < 0 else [self.reply() for _index in range(count)]
+            return None if count < 0 else [self._reply() for _index in range(count)]
         raise RedisError("unexpected reply from %s: %r" % (self.where, line[:80]))
 
     def replies(self, count):
         """`count` replies; bulk, integer and status replies already in the buffer take a short path."""
+        try:
+            return self._replies(count)
+        except (ValueError, IndexError) as error:
+            raise self._malformed(error)
+
+    def _replies(self, count):
         out = []
         for _index in range(count):
             buf, pos = self.buf, self.pos
@@ -316,7 +355,7 @@ class RespConnection:
                 out.append(int(buf[pos + 1:end]))
                 self.pos = end + 2
                 continue
-            out.append(self.reply())
+            out.append(self._reply())
         return out
 
     def request(self, *args):
@@ -343,7 +382,10 @@ class RespConnection:
         line = self.line()
         if not line.startswith(b"*"):
             return line.split()
-        return [self.take(int(self.line()[1:])) for _index in range(int(line[1:]))]
+        try:
+            return [self.take(int(self.line()[1:])) for _index in range(int(line[1:]))]
+        except ValueError as error:
+            raise self._malformed(error)
 
     def read_into(self, view):
         """Fill a memoryview with bytes as they come (what is buffered first); the count, 0 at the end."""
@@ -455,9 +497,8 @@ class BgsaveRdb:
         while True:
             new = self._temp_files() - self.known
             if len(new) == 1:
-                path = os.path.join(self.directory, new.pop())
                 with contextlib.suppress(FileNotFoundError):  # renamed already: the final file is read below
-                    self.handle = open(path, "rb")  # pylint: disable=consider-using-with
+                    self.handle = self._open_file(os.path.join(self.directory, new.pop()))
                     self.tailed = True
                     return
             if self._save_over():
@@ -466,12 +507,19 @@ class BgsaveRdb:
                 return
             time.sleep(POLL)
 
-    def _open_final(self):
+    @staticmethod
+    def _open_file(path):
+        """The RDB (or the child's temp file) for reading; a symlink is never followed."""
         try:
-            handle = open(self.path, "rb")  # pylint: disable=consider-using-with
+            return os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb")
+        except FileNotFoundError:
+            raise
         except OSError as error:
             raise RedisError("cannot read the RDB %s: %s; run the module as root or the redis user (become: true), "
-                             "or use snapshot_method: replication" % (self.path, error.strerror or error))
+                             "or use snapshot_method: replication" % (path, error.strerror or error))
+
+    def _open_final(self):
+        handle = self._open_file(self.path)
         if os.fstat(handle.fileno()).st_mtime < self.requested - 1:
             handle.close()
             raise RedisError("%s is older than the BGSAVE just taken: is dir/dbfilename (%s) where the server saves?"
@@ -481,9 +529,14 @@ class BgsaveRdb:
     def read(self, size=-1):
         size = CHUNK if size is None or size < 0 else size
         if self.handle is None:
-            self._open()
+            try:
+                self._open()
+            except FileNotFoundError as error:
+                raise RedisError("the RDB %s is missing after BGSAVE ended: is dir/dbfilename where the server "
+                                 "saves? (%s)" % (self.path, os_reason(error)))
         while True:
-            data = self.handle.read(size)
+            with failing_as("reading the RDB %s" % self.path, "check the disk it is on"):
+                data = self.handle.read(size)
             if data or self.complete:
                 return data
             if self._save_over():
@@ -511,14 +564,19 @@ class ReplicationRdb:
         self.resp = connection.open_resp()
         self.deadline = time.monotonic() + timeout
         self.timeout = timeout
+        # Keepalives arrive every second while the server prepares the RDB; a minute of silence is a dead link.
+        self.idle = max(connection.timeout, 60)
         self.remaining = None
         self.mark = None
         self.held = b""
         self.done = False
-        self.replid, self.offset = self._handshake()
-        # Keepalives arrive every second while the server prepares the RDB; a minute of silence is a dead link.
-        self.resp.sock.settimeout(max(connection.timeout, 60))
-        self._payload_header()
+        try:
+            self.replid, self.offset = self._handshake()
+            self._payload_header()
+        except BaseException:
+            self.close()
+            raise
+        self.resp.sock.settimeout(self.idle)
 
     def _handshake(self):
         # Errors are fine here: capa is advisory, and rdb-only only exists from Redis 7.0.
@@ -528,7 +586,9 @@ class ReplicationRdb:
         line = self._line()
         if line.startswith(b"+FULLRESYNC"):
             parts = line.split()
-            return parts[1].decode(), int(parts[2])
+            if len(parts) != 3 or not parts[2].isdigit():
+                raise RedisError("%s answered PSYNC with a malformed %r" % (self.where, line[:80]))
+            return parts[1].decode("ascii", "replace"), int(parts[2])
         if line.startswith(b"-"):
             text = line[1:].decode("utf-8", "replace")
             if text.startswith("NOAUTH"):
@@ -539,16 +599,22 @@ class ReplicationRdb:
         raise RedisError("unexpected answer to PSYNC from %s: %r" % (self.where, line[:80]))
 
     def _line(self):
-        # While it prepares the RDB the server sends bare "\n" keepalives: they end up in front of the next line.
-        while True:
-            line = self.resp.line().lstrip(b"\n")
-            if line:
-                return line
-            self._check_deadline()
+        # While it prepares the RDB the server sends bare "\n" keepalives: they end up in front of the next line,
+        # and never end one, so the deadline is checked before every read from the socket, not once per line.
+        try:
+            while True:
+                line = self.resp.line(before_read=self._check_deadline).lstrip(b"\n")
+                if line:
+                    return line
+        except RedisError:
+            self._check_deadline()  # a read that timed out at the deadline: say so, not "timed out"
+            raise
 
     def _check_deadline(self):
-        if time.monotonic() > self.deadline:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
             raise RedisError("%s did not send its RDB within %ss; raise timeout" % (self.where, self.timeout))
+        self.resp.sock.settimeout(min(left, self.idle))
 
     def _payload_header(self):
         line = self._line()
@@ -556,7 +622,7 @@ class ReplicationRdb:
             self.mark = line[5:]
             if len(self.mark) != EOF_MARK_SIZE:
                 raise RedisError("%s sent a malformed diskless RDB header %r" % (self.where, line[:60]))
-        elif line.startswith(b"$"):
+        elif line.startswith(b"$") and line[1:].isdigit():
             self.remaining = int(line[1:])
         else:
             raise RedisError("%s sent %r where an RDB was expected" % (self.where, line[:80]))
@@ -751,9 +817,11 @@ class RdbCheck:
     def __init__(self, binary, workdir):
         self.binary = binary
         self.report_path = os.path.join(workdir, "redis-check-rdb.%s.out" % os.urandom(4).hex())
-        with open(self.report_path, "wb") as out:
-            self.child = common.Child([named_link(binary.path, workdir, "redis-check-rdb"), "/dev/stdin"],
-                                      child_env(), workdir, stdin=subprocess.PIPE, stdout=out)
+        with failing_as("starting %s" % binary.describe("redis-check-rdb"),
+                        "check that it runs here, and that TMPDIR has room"):
+            with open(self.report_path, "wb") as out:
+                self.child = common.Child([named_link(binary.path, workdir, "redis-check-rdb"), "/dev/stdin"],
+                                          child_env(), workdir, stdin=subprocess.PIPE, stdout=out)
         _grow_pipe(self.child.proc.stdin)
 
     def write(self, data):
@@ -763,13 +831,17 @@ class RdbCheck:
             # It stopped reading: it found something wrong, and its report says what.
             self.finish()
             raise IntegrityError("redis-check-rdb stopped before the end of the RDB")
+        except OSError as error:
+            raise RedisError("feeding the RDB to %s failed: %s"
+                             % (self.binary.describe("redis-check-rdb"), os_reason(error)))
 
     def finish(self):
         with contextlib.suppress(BrokenPipeError):
             self.child.proc.stdin.close()
         code = self.child.proc.wait()
-        with open(self.report_path, "r", errors="replace") as handle:
-            report = parse_check_report(handle.read())
+        with failing_as("reading the report of %s" % self.binary.describe("redis-check-rdb"), "check TMPDIR"):
+            with open(self.report_path, "r", errors="replace") as handle:
+                report = parse_check_report(handle.read())
         if code != 0 or not report["ok"]:
             detail = "; ".join(report["errors"][:4]) or self.child.stderr_tail() or "exit status %d" % code
             raise IntegrityError("the RDB is not valid according to %s: %s"
@@ -789,6 +861,7 @@ class RdbInspector:
         self.scanner = ResizeDbScanner()
         self.head = b""
         self.size = 0
+        self.aux = {}  # the RDB's AUX fields, once finish() has the report
 
     def feed(self, data):
         if len(self.head) < 9:
@@ -806,7 +879,7 @@ class RdbInspector:
         """The RDB's statistics for the manifest; raises IntegrityError when redis-check-rdb found it broken."""
         report = self.checker.finish()
         databases = self._databases(report)
-        aux = report["aux"]
+        aux = self.aux = report["aux"]
         return {"rdb_version": self.rdb_version(), "redis_version": aux.get("redis-ver"),
                 "used_memory": int(aux["used-mem"]) if aux.get("used-mem", "").isdigit() else None,
                 "ctime": int(aux["ctime"]) if aux.get("ctime", "").isdigit() else None,
@@ -946,11 +1019,12 @@ class ReplicaFeeder:
 
     def accept(self, deadline, alive):
         while time.monotonic() < deadline:
-            readable, _w, _x = select.select([self.listener], [], [], 0.1)
-            if readable:
-                sock, _peer = self.listener.accept()
-                sock.settimeout(max(1.0, deadline - time.monotonic()))
-                return RespConnection(sock, "the temporary redis-server")
+            with failing_as("waiting for the temporary redis-server to connect", "check the loopback interface"):
+                readable, _w, _x = select.select([self.listener], [], [], 0.1)
+                if readable:
+                    sock, _peer = self.listener.accept()
+                    sock.settimeout(max(1.0, deadline - time.monotonic()))
+                    return RespConnection(sock, "the temporary redis-server")
             alive()
         raise RedisError("the temporary redis-server did not connect to load the snapshot in time")
 
@@ -1006,8 +1080,9 @@ class TemporaryServer:
 
     def __init__(self, binary, workdir, databases=16):
         self.binary = binary
-        self.dir = tempfile.mkdtemp(prefix="tmp-redis-", dir=workdir)
-        os.chmod(self.dir, 0o700)
+        with failing_as("making a directory for a temporary redis-server in %s" % workdir, "check TMPDIR"):
+            self.dir = tempfile.mkdtemp(prefix="tmp-redis-", dir=workdir)
+            os.chmod(self.dir, 0o700)
         self.socket_path = os.path.join(self.dir, "redis.sock")
         self.log = os.path.join(self.dir, "redis.log")
         self.databases = max(16, databases)
@@ -1029,13 +1104,15 @@ class TemporaryServer:
     def load(self, feed, size, timeout):
         """Start the server and hand it `size` bytes of RDB, which feed(writer) writes; wait until it loaded."""
         deadline = time.monotonic() + timeout
-        feeder = ReplicaFeeder()
+        with failing_as("listening on loopback for a temporary redis-server", "check the loopback interface"):
+            feeder = ReplicaFeeder()
         try:
-            conf = self._config(feeder)
-            self.proc = subprocess.Popen(  # pylint: disable=consider-using-with
-                [named_link(self.binary.path, self.dir, "redis-server"), conf], stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=child_env(), cwd=self.dir,
-                preexec_fn=_die_with_parent())
+            with failing_as("starting a temporary %s" % self.binary.describe(), "check that it runs here"):
+                conf = self._config(feeder)
+                self.proc = subprocess.Popen(  # pylint: disable=consider-using-with
+                    [named_link(self.binary.path, self.dir, "redis-server"), conf], stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=child_env(), cwd=self.dir,
+                    preexec_fn=_die_with_parent())
             resp = feeder.accept(deadline, self._alive)
             try:
                 feeder.handshake(resp, size)

@@ -21,6 +21,13 @@ description:
     C(rdb_last_bgsave_status:ok)) and streams the RDB the server wrote (C(CONFIG GET dir) and C(dbfilename)),
     reading it while it is written. The module must run on the Redis host (or reach its files through
     O(docker_container)'s mounts).
+  - A BGSAVE snapshot stores the RDB read from this host's disk only when it is proven to be the server's, not
+    another server's that keeps its files at the same path here. Either the process on this host at the server
+    end of the connection works in the RDB's directory (Redis saves in its working directory; this needs root or
+    the redis user, and for TCP the Python library psutil), or the RDB carries a C(repl-id) that is the server's
+    C(master_replid) (Redis writes one once a replica has connected, C(repl_backlog_active:1)). Otherwise the
+    snapshot is refused before the C(BGSAVE), and an RDB whose C(repl-id) is another server's is refused before
+    anything is stored; O(snapshot_method=replication) needs no such proof.
   - O(snapshot_method=replication) asks the server for a full resync over the replication protocol, as
     C(redis-cli --rdb) does, and streams the RDB it sends (disk-based or diskless); no access to the server's
     files is needed, so it runs from a backup host or the control node.
@@ -41,6 +48,18 @@ description:
     C(appendonly yes) the server is started with AOF off (C(CONFIG SET) and C(CONFIG REWRITE) before the stop) so
     it loads the RDB, then AOF is switched back on, which rewrites the AOF from the loaded data, and written back
     to its config file. Afterwards the key counts are compared with the manifest.
+  - O(restore_method=file) writes only into the directory the server loads from at its next start - O(data_dir),
+    or the C(dir) of the config file it reports (C(INFO server) C(config_file), read as data; one with C(include)
+    lines needs O(data_dir)) - and only when the running server (C(CONFIG GET dir), C(dbfilename) and, with AOF,
+    C(appenddirname)/C(appendfilename)) agrees; the file names must be plain names inside it, and a symbolic link
+    at the server's RDB or AOF path is refused. Every file it creates there is new (never written through a
+    symlink), and the directory is synced after each rename.
+  - Once the server has been stopped, any failure (a hook, a rename, a full disk, a signal such as the SIGTERM of
+    a cancelled task) leads to starting it again - once more on the restored RDB if that was in place (a start
+    that worked the second time ends the task well, with a warning), otherwise on its previous files, put back,
+    with AOF back on in its config file - and the message says whether the server was left running on the
+    restored data, running on its previous data, or stopped, and where the snapshot's RDB and the previous files
+    are.
   - V(verified) proves a snapshot is sound - checksums, the RDB's validity and its key counts per database, by
     C(redis-check-rdb) (O(verify_method=check)) or by loading it into a temporary redis-server
     (O(verify_method=load)) - and records the result in the repository.
@@ -66,6 +85,7 @@ requirements:
   - pyrage (for encryption)
   - boto3 (for S3 repositories)
   - docker (for O(docker_container))
+  - psutil (for O(snapshot_method=bgsave) over TCP, to prove the RDB read is the server's)
   - A Redis 6.0 or newer binary (C(redis-server) or C(redis-check-rdb), from the redis-server or redis-tools
     packages) where the module runs, able to read the snapshot's RDB version; see O(redis_server_bin)
 options:
@@ -181,6 +201,13 @@ options:
   docker_host:
     description: Docker API URL for O(docker_container); C(DOCKER_HOST) or the local socket when unset.
     type: str
+  data_dir:
+    description:
+      - For O(restore_method=file), the server's data directory as this host sees it (with O(docker_container),
+        the host side of its mount), instead of the C(dir) of its config file. Needed when the server runs without
+        a config file, or with one that includes others.
+      - The running server must agree (C(CONFIG GET dir)); the RDB and AOF names are the server's own.
+    type: path
   redis_server_bin:
     description:
       - The Redis binary (C(redis-server) or C(redis-check-rdb), one executable) used to check RDBs and to run
@@ -346,7 +373,8 @@ expired_meanwhile:
   returned: state=restored with restore_method=keys
   type: int
 previous_files:
-  description: The server's former RDB and AOF, renamed to C(<name>.pre-restore-<time>).
+  description: The server's former RDB and AOF, renamed to C(<name>.pre-restore-<time>) (C(-2), C(-3)... when that
+    name is taken).
   returned: state=restored with restore_method=file
   type: list
   elements: str
@@ -383,6 +411,7 @@ ARGUMENT_SPEC = specs.merged(
     systemd_service=dict(type="str"),
     docker_container=dict(type="str"),
     docker_host=dict(type="str"),
+    data_dir=dict(type="path"),
     redis_server_bin=dict(type="path"),
 )
 

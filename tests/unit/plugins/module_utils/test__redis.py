@@ -1,13 +1,15 @@
 import os
 import random
+import signal
 import socket
 import threading
+import time
 
 import pytest
 
 from ansible_collections.keel.ops.plugins.module_utils import _redis as rd
 from ansible_collections.keel.ops.plugins.module_utils import _redis_snapshot as engine
-from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, DependencyError
+from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, DependencyError, KeelError
 from ansible_collections.keel.ops.plugins.module_utils._pipeline import IntegrityError
 
 
@@ -87,6 +89,64 @@ def test_diskless_stream_ends_exactly_before_its_mark_wherever_reads_split():
     server = FakeServer(HANDSHAKE + [b"$EOF:" + mark + b"\r\n", payload, mark, b"\r\n*1\r\n$4\r\nPING\r\n"])
     stream = rd.ReplicationRdb(server.connection(), timeout=30)
     assert stream.mark == mark and read_all(stream) == payload
+    server.close()
+
+
+class KeepAlives:
+    """The far end of a socketpair: the handshake, then a keep-alive newline every 10 ms until we hang up."""
+
+    def __init__(self):
+        self.ours, self.theirs = socket.socketpair()
+        self.thread = threading.Thread(target=self._send, daemon=True)
+        self.thread.start()
+
+    def _send(self):
+        self.theirs.sendall(b"".join(HANDSHAKE))
+        try:
+            while True:
+                self.theirs.sendall(b"\n")
+                time.sleep(0.01)
+        except OSError:
+            pass
+
+    def connection(self):
+        return FakeServer.connection(self)
+
+
+def test_keepalives_do_not_hold_the_replication_stream_past_its_deadline():
+    master = KeepAlives()
+    outcome = []
+
+    def open_stream():
+        try:
+            rd.ReplicationRdb(master.connection(), timeout=0.3)
+        except rd.RedisError as error:
+            outcome.append(str(error))
+
+    reader = threading.Thread(target=open_stream, daemon=True)
+    reader.start()
+    reader.join(20)
+    assert outcome == ["fake redis did not send its RDB within 0.3s; raise timeout"]
+    master.theirs.close()
+
+
+@pytest.mark.parametrize("pieces, message", [
+    ([b"+OK\r\n", b"+OK\r\n", b"+FULLRESYNC\r\n"], "answered PSYNC with a malformed"),
+    (HANDSHAKE + [b"$12x\r\n"], "where an RDB was expected"),
+])
+def test_malformed_replication_answers_are_errors(pieces, message):
+    server = FakeServer(pieces)
+    with pytest.raises(rd.RedisError, match=message):
+        rd.ReplicationRdb(server.connection(), timeout=30)
+    server.close()
+
+
+@pytest.mark.parametrize("data", [b"$abc\r\n", b":12x\r\n", b"*z\r\n", b"$5\r\nab"])
+def test_malformed_replies_are_errors_not_crashes(data):
+    server = FakeServer([data])
+    resp = rd.RespConnection(server.ours, "fake")
+    with pytest.raises(rd.RedisError, match="fake (sent a malformed reply|closed the connection)"):
+        resp.replies(1)
     server.close()
 
 
@@ -297,6 +357,42 @@ def test_container_paths_are_found_through_the_longest_mount():
         hook.host_path("/data/dump.rdb")
 
 
+def docker_hook(mounts):
+    hook = engine.DockerHook.__new__(engine.DockerHook)
+    hook.name = "cache"
+    hook.container = type("Container", (), {"attrs": {"Mounts": mounts}})()
+    return hook
+
+
+def test_container_paths_cannot_leave_their_mount(tmp_path):
+    source = tmp_path / "data"
+    source.mkdir()
+    hook = docker_hook([{"Source": str(source), "Destination": "/data"}])
+    assert hook.host_path("/data/./sub/../dump.rdb") == str(source / "dump.rdb")
+    with pytest.raises(ConfigError, match="is not on a volume or bind mount"):
+        hook.host_path("/data/../etc/shadow")
+    with pytest.raises(ConfigError, match="not an absolute path"):
+        hook.host_path("data/dump.rdb")
+    os.symlink("/etc", str(source / "etc"))
+    with pytest.raises(ConfigError, match=r"leads out of its mount .* to /etc/shadow: refused"):
+        hook.host_path("/data/etc/shadow")
+
+
+def test_a_signal_while_the_server_is_down_raises_once_and_handlers_come_back():
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(engine.Interrupted, match="interrupted by SIGTERM"):
+        with engine._signals_interrupt():  # pylint: disable=protected-access
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+    with engine._signals_interrupt():  # pylint: disable=protected-access
+        with pytest.raises(engine.Interrupted):
+            os.kill(os.getpid(), signal.SIGHUP)
+            time.sleep(5)
+        os.kill(os.getpid(), signal.SIGTERM)  # the next one is ignored: the server is being started again
+        time.sleep(0.05)
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
 STATS = {"keys": 12, "expires": 3, "databases": {"0": {"keys": 10, "expires": 3}, "4": {"keys": 2, "expires": 0}}}
 
 
@@ -309,3 +405,24 @@ def test_counts_must_match_exactly_unless_a_master_loaded_them():
         engine.check_counts(STATS, {"0": {"keys": 10, "expires": 3}, "4": {"keys": 1, "expires": 0}}, "x",
                             loaded=True)
     engine.check_counts(dict(STATS, databases=None), {"2": {"keys": 12, "expires": 3}}, "x")
+
+
+def test_os_errors_that_nothing_caught_become_messages_naming_the_path():
+    @engine._engine_errors("restoring a Redis snapshot")  # pylint: disable=protected-access
+    def broken():
+        raise PermissionError(13, "Permission denied", "/var/lib/redis/dump.rdb")
+
+    with pytest.raises(KeelError, match="restoring a Redis snapshot failed: Permission denied: "
+                                        "/var/lib/redis/dump.rdb; check that path"):
+        broken()
+    with pytest.raises(rd.RedisError, match="reading x failed: 'utf-8' codec can't decode .*; check it"):
+        with rd.failing_as("reading x", "check it"):
+            b"\xff".decode("utf-8")
+
+
+def test_an_rdb_on_disk_is_never_read_through_a_symlink(tmp_path):
+    target = tmp_path / "secret"
+    target.write_text("not an rdb")
+    os.symlink(str(target), str(tmp_path / "dump.rdb"))
+    with pytest.raises(rd.RedisError, match="cannot read the RDB .*dump.rdb: Too many levels of symbolic links"):
+        rd.BgsaveRdb._open_file(str(tmp_path / "dump.rdb"))  # pylint: disable=protected-access
