@@ -7,16 +7,22 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
 import re
 import threading
 import time
 from collections import namedtuple
 
+from ansible.module_utils.common.text.converters import to_text
+from ansible.module_utils.six.moves.urllib.parse import parse_qsl, urlsplit
+
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, DependencyError
 from ansible_collections.keel.ops.plugins.module_utils._probe_kinds import (
     KINDS,
+    REDIRECT_POLICIES,
     jmespath_error,
     library_available,
+    redirect_policy,
 )
 from ansible_collections.keel.ops.plugins.module_utils._probes import (
     HEALTHY,
@@ -28,6 +34,7 @@ from ansible_collections.keel.ops.plugins.module_utils._probes import (
     is_failing,
     worst,
 )
+from ansible_collections.keel.ops.plugins.module_utils._redact import looks_secret, mask_url
 
 COMMON_OPTIONS = ("name", "kind", "timeout", "thresholds")
 
@@ -68,6 +75,11 @@ def _kind_options(where, kind, spec, raw):
 
 
 def _validate_http(where, options):
+    policy = redirect_policy(options["follow_redirects"])
+    if policy is None:
+        raise ConfigError("%s: follow_redirects must be one of %s, got %r"
+                          % (where, ", ".join(REDIRECT_POLICIES), options["follow_redirects"]))
+    options["follow_redirects"] = policy
     if options["body_regex"]:
         try:
             re.compile(options["body_regex"])
@@ -123,6 +135,50 @@ def build_checks(raw_checks, default_timeout):
                               "by it" % check.name)
         seen.add(check.name)
     return checks
+
+
+def _url_password(url):
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
+
+
+def _secret_fields(value, secret=False):
+    """The strings and numbers held under secret-looking keys of a body, at any depth."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            for found in _secret_fields(item, secret or looks_secret(str(key))):
+                yield found
+    elif isinstance(value, list):
+        for item in value:
+            for found in _secret_fields(item, secret):
+                yield found
+    elif secret and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        yield str(value)
+
+
+def _body_secrets(body):
+    if isinstance(body, (bytes, str)):
+        text = to_text(body, errors="surrogate_or_replace")
+        try:
+            body = json.loads(text)
+        except ValueError:
+            body = dict(parse_qsl(text))  # a form; any other text has no fields to tell apart
+    return _secret_fields(body)
+
+
+def check_secrets(raw_checks):
+    """What no output may show beyond the no_log options: each URL that carries a credential (where mask_url
+    would hide something) and its password, and the values of a body's secret-looking fields. Modules add
+    these to their no_log values, so Ansible masks them everywhere, the invocation included."""
+    secrets = set()
+    for raw in raw_checks or []:
+        url = raw.get("url")
+        if isinstance(url, str) and mask_url(url) != url:
+            secrets.update((url, _url_password(url)))
+        secrets.update(_body_secrets(raw.get("body")))
+    return sorted(secret for secret in secrets if secret)
 
 
 def validate_run_options(options):

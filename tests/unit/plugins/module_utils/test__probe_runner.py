@@ -11,6 +11,7 @@ from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigErro
 from ansible_collections.keel.ops.plugins.module_utils._probe_runner import (
     build_check,
     build_checks,
+    check_secrets,
     probe,
     validate_run_options,
 )
@@ -240,3 +241,32 @@ def test_stuck_checks_do_not_keep_the_process_alive():
                           env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)), check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "unknown"
+
+
+def test_follow_redirects_takes_a_policy_or_a_former_boolean():
+    assert build_check(0, http(), 5).options["follow_redirects"] == "same_origin"
+    assert build_check(0, http(follow_redirects="yes"), 5).options["follow_redirects"] == "same_origin"
+    assert build_check(0, http(follow_redirects=False), 5).options["follow_redirects"] == "none"
+    with pytest.raises(ConfigError, match="follow_redirects must be one of same_origin, safe, none, got 'all'"):
+        build_check(0, http(follow_redirects="all"), 5)
+
+
+def test_a_url_with_credentials_is_named_and_shown_masked():
+    check = build_check(0, http(url="https://mon:pw@h/health?token=t&x=1"), 5)
+    assert check.name == "http https://mon:***@h/health?token=***&x=1" and check.target == check.name[5:]
+    assert check.options["url"] == "https://mon:pw@h/health?token=t&x=1"  # what is requested stays intact
+
+
+@pytest.mark.parametrize("raw, secrets", [
+    (http(), []),
+    (http(url="https://mon:pw@h/health?token=t&x=1"), ["https://mon:pw@h/health?token=t&x=1", "pw"]),
+    (http(url="https://h/?sig=abc"), ["https://h/?sig=abc"]),
+    (http(body={"user": "u", "auth": {"password": "p1", "otp": 123456}, "tokens": ["a", "b"], "n": 1}),
+     ["123456", "a", "b", "p1"]),
+    (http(body='{"api_key": "k"}'), ["k"]),
+    (http(body="user=u&password=p%40ss"), ["p@ss"]),
+    (http(body="ping"), []),
+    ({"kind": "tcp", "host": "h", "port": 1}, []),
+])
+def test_check_secrets(raw, secrets):
+    assert check_secrets([raw]) == secrets
