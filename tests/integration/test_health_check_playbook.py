@@ -3,6 +3,7 @@
 import copy
 import json
 import socket
+import stat
 
 import pytest
 from ansible_run import run_playbook
@@ -63,3 +64,44 @@ def test_a_down_service_fails_its_host_and_the_summary_names_it(stack, postgres,
     assert "redis (redis) critical: cannot reach redis" in proc.stdout
     assert "demo-db" in proc.stdout and "failed=0" in proc.stdout.split("PLAY RECAP")[1].split("demo-db")[1]
     assert redis_server["password"] not in proc.stdout + proc.stderr
+
+
+SLACK_PATH = "/services/T0KEEL/B0KEEL/sl4ckS3cretT0ken"  # a Slack webhook's path is its secret
+
+
+def fleet_of_one(tmp_path, checks):
+    """An inventory of one host, this machine, with the given checks."""
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(json.dumps({"all": {
+        "vars": {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"},
+        "children": {"app": {"hosts": {"probe-1": {"health_check_checks": checks}}}}}}))
+    return str(inventory)
+
+
+def test_secrets_reach_neither_the_output_nor_the_webhook_nor_the_textfile(web, tmp_path):
+    port = web.server_address[1]
+    inventory = fleet_of_one(tmp_path, [
+        {"kind": "http", "url": "http://monitor:pa55-w0rd-x@127.0.0.1:%d/ok?token=t0ken-abc123" % port}])
+    textfile = tmp_path / "probe-1.prom"
+    proc = run_playbook("playbooks/health_check.yml", inventory, env={"ANSIBLE_VERBOSITY": "1"}, extra_vars={
+        "health_check_webhook_url": web.url(SLACK_PATH),
+        "health_check_prometheus_textfile": str(tmp_path / "{{ inventory_hostname }}.prom")})
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    [post] = [post for post in web.posts if post["path"] == SLACK_PATH]
+    prom = textfile.read_text()
+    for secret in ("pa55-w0rd-x", "t0ken-abc123", "sl4ckS3cretT0ken"):
+        assert secret not in proc.stdout + proc.stderr, secret
+        assert secret not in post["body"].decode() and secret not in prom, secret
+    assert 'check="http http://monitor:***@127.0.0.1:%d/ok?token=***"' % port in prom
+    assert json.loads(post["body"])["status"] == "healthy"
+    assert stat.S_IMODE(textfile.stat().st_mode) == 0o640
+
+
+def test_a_webhook_that_fails_is_named_by_its_origin_only(tmp_path):
+    inventory = fleet_of_one(tmp_path, [{"kind": "tcp", "host": "127.0.0.1", "port": closed_port()}])
+    proc = run_playbook("playbooks/health_check.yml", inventory, env={"ANSIBLE_VERBOSITY": "1"}, extra_vars={
+        "health_check_webhook_url": "http://127.0.0.1:%d%s" % (closed_port(), SLACK_PATH),
+        "health_check_fail_on": "never"})
+    assert proc.returncode != 0
+    assert "the webhook at http://127.0.0.1 did not take the results" in proc.stdout
+    assert "sl4ckS3cretT0ken" not in proc.stdout + proc.stderr
