@@ -1,4 +1,4 @@
-"""playbooks/health_check.yml with the demo inventory, against the real embedded stack."""
+"""playbooks/health_check.yml against the real embedded stack (the demo inventory) and a one-host fleet of the test's own."""
 
 import copy
 import json
@@ -40,7 +40,8 @@ def test_every_demo_check_takes_its_limits_from_demo_health_thresholds(stack, po
     # A warning limit of 0 is reached by any measurement: every check that reads the variable warns.
     reached = dict((metric, {"warning": 0}) for metric in DEMO_METRICS)
     proc = run_playbook("playbooks/health_check.yml", "inventories/demo", env=stack_env(stack), extra_vars={
-        "demo_health_thresholds": reached, "health_check_prometheus_textfile": str(tmp_path / "{{ inventory_hostname }}.prom")})
+        "demo_health_thresholds": reached,
+        "health_check_prometheus_textfile": str(tmp_path / "{{ inventory_hostname }}.prom")})
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     statuses = [line for path in tmp_path.glob("*.prom") for line in path.read_text().splitlines()
                 if line.startswith("keel_health_status{")]
