@@ -1,4 +1,4 @@
-"""playbooks/health_check.yml against the real embedded stack (the demo inventory) and a one-host fleet of the test's own."""
+"""playbooks/health_check.yml against the real embedded stack (demo inventory) and one-host fleets of its own."""
 
 import copy
 import json
