@@ -76,7 +76,7 @@ HEALTH_CHECK = dict(
     body_regex=dict(type="str"),
     jmespath=dict(type="str"),
     expect=dict(type="raw"),
-    follow_redirects=dict(type="bool"),
+    follow_redirects=dict(type="str", choices=["same_origin", "safe", "none", "yes", "no"]),
     host=dict(type="str"),
     port=dict(type="int"),
     user=dict(type="str"),

@@ -25,9 +25,11 @@ import time
 from collections import namedtuple
 
 from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
+from ansible.module_utils.six.moves.urllib.parse import urljoin, urlsplit
 from ansible.module_utils.urls import Request, make_context
 
 from ansible_collections.keel.ops.plugins.module_utils._probes import CRITICAL, UNKNOWN, MetricSpec, format_value
+from ansible_collections.keel.ops.plugins.module_utils._redact import looks_secret, mask_url
 
 try:
     import jmespath
@@ -53,9 +55,6 @@ try:
     from cryptography import x509
 except ImportError:
     x509 = None
-
-# An HTTP check reads at most this much of a body: enough for any health document, bounded for memory.
-MAX_BODY_BYTES = 1024 * 1024
 
 KindSpec = namedtuple("KindSpec", "options required metrics target probe library")
 
@@ -84,19 +83,130 @@ def _tls_context(validate_certs):
         return _TLS_CONTEXTS[validate_certs]
 
 
-def _http_request(check, timeout):
-    """Return (status code, body bytes); an HTTP error status is an answer, not an exception."""
-    data = check["body"]
-    if data is not None and not isinstance(data, (bytes, str)):
-        data = json.dumps(data)
+# An HTTP check reads at most this much of a body: enough for any health document, bounded for memory.
+MAX_BODY_BYTES = 1024 * 1024
+MAX_REDIRECTS = 10
+REDIRECT_CODES = (301, 302, 303, 307, 308)
+REDIRECT_POLICIES = ("same_origin", "safe", "none")
+# follow_redirects used to be a bool; Ansible turns true/false given to a string choice into yes/no.
+_FORMER_POLICIES = {True: "same_origin", False: "none", "yes": "same_origin", "no": "none"}
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class OutOfTime(Exception):
+    """A check used up its timeout. Socket timeouts apply to each read, so a slow drip alone never trips them."""
+
+
+def _time_left(end):
+    left = end - time.monotonic()
+    if left <= 0:
+        raise OutOfTime()
+    return left
+
+
+def redirect_policy(value):
+    """follow_redirects as one of REDIRECT_POLICIES (unset means same_origin), or None when it is not one."""
+    policy = "same_origin" if value is None else _FORMER_POLICIES.get(value, value)
+    return policy if policy in REDIRECT_POLICIES else None
+
+
+def origin(url):
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or _DEFAULT_PORTS.get(scheme)
+
+
+def redirect_refusal(policy, method, url, target):
+    """Why a redirect from url to target is not followed under policy, or None to follow it."""
+    if policy == "none":
+        return "follow_redirects is none"
+    if method not in ("GET", "HEAD"):
+        return "only GET and HEAD requests follow redirects"
+    here, there = origin(url), origin(target)
+    if there[0] not in _DEFAULT_PORTS:
+        return "it is not an http or https URL"
+    if here[0] == "https" and there[0] != "https":
+        return "it would downgrade https to http"
+    if policy == "same_origin" and here != there:
+        return "it leaves the origin and follow_redirects is same_origin"
+    return None
+
+
+def without_credentials(headers):
+    """The headers that may follow a redirect to another origin: none that looks like it carries a credential
+    (Authorization, Cookie, X-Api-Key, X-Auth-Token...)."""
+    return dict((name, value) for name, value in headers.items()
+                if not looks_secret(name) and name.lower() not in ("cookie", "proxy-authorization"))
+
+
+def _limit_next_read(response, seconds):
+    """Shrink the socket's per-read timeout to what is left of the check's budget, so the last read cannot
+    overrun it. http.client keeps the socket in its reader (response.fp.raw._sock; an HTTPError wraps the
+    response once more); when it is not there, the budget is still checked between reads."""
+    reader = response
+    for _depth in range(3):
+        reader = getattr(reader, "fp", None)
+        sock = getattr(getattr(reader, "raw", None), "_sock", None)
+        if sock is not None:
+            sock.settimeout(seconds)
+            return
+
+
+def read_body(response, end):
+    """Up to MAX_BODY_BYTES of the body, or OutOfTime when it does not arrive before `end` (monotonic)."""
+    if isinstance(response, HTTPError) and not response.fp:
+        return b""
+    chunks, size = [], 0
     try:
-        response = Request().open(check["method"], check["url"], headers=check["headers"], data=data,
-                                  timeout=timeout, validate_certs=check["validate_certs"],
-                                  follow_redirects="safe" if check["follow_redirects"] else "none",
+        while size < MAX_BODY_BYTES:
+            _limit_next_read(response, _time_left(end))
+            chunk = response.read1(MAX_BODY_BYTES - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except (socket.timeout, TimeoutError):
+        raise OutOfTime()
+    return b"".join(chunks)
+
+
+def _request_data(check):
+    data = check["body"]
+    return json.dumps(data) if data is not None and not isinstance(data, (bytes, str)) else data
+
+
+def _open(check, method, url, headers, data, end):
+    """One request, redirects left to the caller: (status code, response headers, response to read)."""
+    try:
+        response = Request().open(method, url, headers=headers, data=data, timeout=_time_left(end),
+                                  validate_certs=check["validate_certs"], follow_redirects="none",
                                   context=_tls_context(check["validate_certs"]))
-        return response.getcode(), response.read(MAX_BODY_BYTES)
-    except HTTPError as error:
-        return error.code, error.read(MAX_BODY_BYTES) if error.fp else b""
+        return response.getcode(), response.headers, response
+    except HTTPError as error:  # an error status, or a redirect not followed, is an answer too
+        return error.code, error.headers, error
+
+
+def _exchange(check, end):
+    """Request the URL, following the redirects follow_redirects allows, within the check's time budget.
+    Returns (status code, body, the URL that answered, why a redirect was not followed or None)."""
+    method, url, headers, data = check["method"].upper(), check["url"], dict(check["headers"]), _request_data(check)
+    for _hop in range(MAX_REDIRECTS + 1):
+        code, response_headers, response = _open(check, method, url, headers, data, end)
+        location = response_headers.get("Location") if code in REDIRECT_CODES else None
+        target = urljoin(url, location) if location else None
+        refusal = redirect_refusal(check["follow_redirects"], method, url, target) if target else None
+        if not target or refusal:
+            try:
+                body = read_body(response, end)
+            finally:
+                response.close()
+            return code, body, url, refusal and "redirect to %s not followed: %s" % (mask_url(target), refusal)
+        response.close()
+        same_origin = origin(target) == origin(url)
+        headers = headers if same_origin else without_credentials(headers)
+        data = data if same_origin and code in (307, 308) else None
+        url = target
+    raise ValueError("more than %d redirects" % MAX_REDIRECTS)
 
 
 def _check_json(check, body, result):
@@ -115,10 +225,24 @@ def _check_json(check, body, result):
         result.note("%s = %s" % (check["jmespath"], json.dumps(actual)))
 
 
+def _judge_status(check, code, refusal, result):
+    """The status code against the expected ones; a redirect not followed says why it was not."""
+    if refusal:
+        result.details["redirect_not_followed"] = refusal
+    if code not in check["status_code"]:
+        expected = " or ".join(str(c) for c in check["status_code"])
+        result.problem(CRITICAL, "HTTP %d, expected %s%s" % (code, expected, "; %s" % refusal if refusal else ""))
+    else:
+        result.note("HTTP %d" % code)
+
+
 def probe_http(check, result, timeout, thresholds):
     started = time.monotonic()
     try:
-        code, body = _http_request(check, timeout)
+        code, body, url, refusal = _exchange(check, started + timeout)
+    except OutOfTime:
+        result.problem(CRITICAL, "no complete response within %gs" % timeout)
+        return
     except (socket.timeout, TimeoutError):
         result.problem(CRITICAL, "no response within %gs" % timeout)
         return
@@ -127,7 +251,7 @@ def probe_http(check, result, timeout, thresholds):
         if isinstance(reason, (socket.timeout, TimeoutError)):
             result.problem(CRITICAL, "no response within %gs" % timeout)
         else:
-            result.problem(CRITICAL, "cannot reach %s: %s" % (check["url"], _first_line(reason)))
+            result.problem(CRITICAL, "cannot reach %s: %s" % (mask_url(check["url"]), _first_line(reason)))
         return
     except (OSError, ValueError) as error:
         result.problem(CRITICAL, "request failed: %s" % _first_line(error))
@@ -135,11 +259,9 @@ def probe_http(check, result, timeout, thresholds):
     result.metric("response_time", _elapsed_ms(started), "ms", thresholds["response_time"])
     result.details["status_code"] = code
     result.details["body_bytes"] = len(body)
-    if code not in check["status_code"]:
-        expected = " or ".join(str(c) for c in check["status_code"])
-        result.problem(CRITICAL, "HTTP %d, expected %s" % (code, expected))
-    else:
-        result.note("HTTP %d" % code)
+    if url != check["url"]:
+        result.details["redirected_to"] = mask_url(url)
+    _judge_status(check, code, refusal, result)
     if check["body_regex"] and not re.search(check["body_regex"], body.decode("utf-8", "replace")):
         result.problem(CRITICAL, "body does not match regex '%s'" % check["body_regex"])
     if check["jmespath"]:
@@ -220,8 +342,10 @@ def _redis_client(check, timeout):
     options = dict(host=check["host"], port=check["port"], db=check["db"], username=check["username"],
                    password=check["password"], socket_timeout=timeout, socket_connect_timeout=timeout)
     if check["tls"]:
+        # Explicit: redis-py before 6 does not check the host name even when it verifies the certificate.
         options.update(ssl=True, ssl_ca_certs=check["ca_cert"],
-                       ssl_cert_reqs="required" if check["validate_certs"] else "none")
+                       ssl_cert_reqs="required" if check["validate_certs"] else "none",
+                       ssl_check_hostname=bool(check["validate_certs"]))
     return redis.Redis(**options)
 
 
@@ -337,10 +461,10 @@ def _host_port(check):
 KINDS = {
     "http": KindSpec(
         options=dict(url=None, method="GET", headers={}, body=None, status_code=[200], body_regex=None,
-                     jmespath=None, expect=None, validate_certs=True, follow_redirects=True),
+                     jmespath=None, expect=None, validate_certs=True, follow_redirects="same_origin"),
         required=("url",),
         metrics=dict(response_time=MetricSpec("ms", True, None, None)),
-        target=lambda c: c["url"],
+        target=lambda c: mask_url(c["url"]),
         probe=probe_http,
         library=None,
     ),

@@ -7,16 +7,22 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
 import re
+import threading
 import time
 from collections import namedtuple
-from concurrent.futures import ThreadPoolExecutor, wait
+
+from ansible.module_utils.common.text.converters import to_text
+from ansible.module_utils.six.moves.urllib.parse import parse_qsl, urlsplit
 
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, DependencyError
 from ansible_collections.keel.ops.plugins.module_utils._probe_kinds import (
     KINDS,
+    REDIRECT_POLICIES,
     jmespath_error,
     library_available,
+    redirect_policy,
 )
 from ansible_collections.keel.ops.plugins.module_utils._probes import (
     HEALTHY,
@@ -28,10 +34,15 @@ from ansible_collections.keel.ops.plugins.module_utils._probes import (
     is_failing,
     worst,
 )
+from ansible_collections.keel.ops.plugins.module_utils._redact import looks_secret, mask_url
 
 COMMON_OPTIONS = ("name", "kind", "timeout", "thresholds")
 
 Check = namedtuple("Check", "name kind target options timeout thresholds")
+
+# How far past its own timeout a check may run before the runner gives up on it. Probes report their own
+# timeouts precisely ("no response within 5s"); this only catches one stuck where no timeout reaches.
+OVERRUN_GRACE = 1.0
 
 
 def _describe(index, raw):
@@ -64,6 +75,11 @@ def _kind_options(where, kind, spec, raw):
 
 
 def _validate_http(where, options):
+    policy = redirect_policy(options["follow_redirects"])
+    if policy is None:
+        raise ConfigError("%s: follow_redirects must be one of %s, got %r"
+                          % (where, ", ".join(REDIRECT_POLICIES), options["follow_redirects"]))
+    options["follow_redirects"] = policy
     if options["body_regex"]:
         try:
             re.compile(options["body_regex"])
@@ -121,6 +137,50 @@ def build_checks(raw_checks, default_timeout):
     return checks
 
 
+def _url_password(url):
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
+
+
+def _secret_fields(value, secret=False):
+    """The strings and numbers held under secret-looking keys of a body, at any depth."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            for found in _secret_fields(item, secret or looks_secret(str(key))):
+                yield found
+    elif isinstance(value, list):
+        for item in value:
+            for found in _secret_fields(item, secret):
+                yield found
+    elif secret and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        yield str(value)
+
+
+def _body_secrets(body):
+    if isinstance(body, (bytes, str)):
+        text = to_text(body, errors="surrogate_or_replace")
+        try:
+            body = json.loads(text)
+        except ValueError:
+            body = dict(parse_qsl(text))  # a form; any other text has no fields to tell apart
+    return _secret_fields(body)
+
+
+def check_secrets(raw_checks):
+    """What no output may show beyond the no_log options: each URL that carries a credential (where mask_url
+    would hide something) and its password, and the values of a body's secret-looking fields. Modules add
+    these to their no_log values, so Ansible masks them everywhere, the invocation included."""
+    secrets = set()
+    for raw in raw_checks or []:
+        url = raw.get("url")
+        if isinstance(url, str) and mask_url(url) != url:
+            secrets.update((url, _url_password(url)))
+        secrets.update(_body_secrets(raw.get("body")))
+    return sorted(secret for secret in secrets if secret)
+
+
 def validate_run_options(options):
     """Refuse negative retries, delays and deadlines, and a concurrency below one."""
     for name in ("retries", "delay", "deadline", "timeout"):
@@ -149,18 +209,75 @@ def _unfinished(check, deadline):
     return result
 
 
+def _overran(check, started):
+    result = CheckResult(check.name, check.kind, check.target)
+    result.problem(UNKNOWN, "did not finish within its %gs timeout" % check.timeout)
+    result.duration_ms = round((time.monotonic() - started) * 1000.0, 1)
+    return result
+
+
+class _Round:
+    """One round of checks, each on a daemon thread of its own, at most `concurrency` at a time.
+
+    Not concurrent.futures: the interpreter joins its workers at exit, so a check stuck in a DNS lookup or a
+    slow-drip body kept the module alive long after it had answered. A check that overruns its own timeout by
+    OVERRUN_GRACE is given up (unknown) and frees its slot; its thread dies with the process.
+    """
+
+    def __init__(self, checks, concurrency, remaining):
+        self.checks = list(checks)
+        self.concurrency = concurrency
+        self.end = None if remaining is None else time.monotonic() + remaining
+        self.cond = threading.Condition()
+        self.waiting = list(range(len(self.checks)))
+        self.running = {}  # index -> monotonic start
+        self.finished = {}  # index -> CheckResult, posted by the check's thread
+        self.results = {}  # index -> CheckResult, what the round reports
+
+    def _run_one(self, index):
+        check = self.checks[index]
+        result = run_check(check, check.timeout)
+        with self.cond:
+            self.finished[index] = result
+            self.cond.notify()
+
+    def _cutoff(self, index):
+        return self.running[index] + self.checks[index].timeout + OVERRUN_GRACE
+
+    def _launch(self, now):
+        while self.waiting and len(self.running) < self.concurrency:
+            index = self.waiting.pop(0)
+            self.running[index] = now
+            threading.Thread(target=self._run_one, args=(index,), name="health-check-%d" % index,
+                             daemon=True).start()
+
+    def _reap(self, now):
+        for index in list(self.running):
+            if index in self.finished:
+                self.results[index] = self.finished[index]
+            elif now >= self._cutoff(index):
+                self.results[index] = _overran(self.checks[index], self.running[index])
+            else:
+                continue
+            del self.running[index]
+
+    def run(self, deadline):
+        with self.cond:
+            while True:
+                now = time.monotonic()
+                self._reap(now)
+                if (self.end is not None and now >= self.end) or not (self.waiting or self.running):
+                    break
+                self._launch(now)
+                wake = min([self._cutoff(index) for index in self.running] + [self.end or float("inf")])
+                self.cond.wait(max(0.0, wake - now))
+        return [self.results.get(index) or _unfinished(check, deadline) for index, check in enumerate(self.checks)]
+
+
 def run_concurrently(checks, concurrency, remaining, deadline):
-    """Run checks on a thread pool; those still running when `remaining` seconds pass come back unknown."""
-    pool = ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(checks))))
-    try:
-        futures = dict((pool.submit(run_check, check, min(check.timeout, remaining or check.timeout)), check)
-                       for check in checks)
-        done, _pending = wait(futures, timeout=remaining)
-        return [future.result() if future in done else _unfinished(check, deadline)
-                for future, check in futures.items()]
-    finally:
-        # Do not wait for stragglers: each is bounded by its own timeout and its result is already 'unknown'.
-        pool.shutdown(wait=False)
+    """Run checks concurrently; those still running or queued when `remaining` seconds pass come back unknown,
+    and so does one that overruns its own timeout (stuck where no socket timeout reaches)."""
+    return _Round(checks, max(1, concurrency), remaining).run(deadline)
 
 
 def probe(checks, fail_on="critical", retries=0, delay=1.0, deadline=None, concurrency=32,

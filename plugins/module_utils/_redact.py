@@ -12,9 +12,9 @@ SECRET_WORDS = ("token", "key", "secret", "signature", "sig", "password", "pass"
                 "api_key", "apikey", "credential")
 
 
-def _secret_name(name):
-    """Whether a query parameter name looks like it holds a secret: it contains one of SECRET_WORDS (so
-    X-Amz-Signature and client_secret count; masking a harmless parameter is the safe mistake)."""
+def looks_secret(name):
+    """Whether a parameter, header or field name looks like it holds a secret: it contains one of SECRET_WORDS
+    (so X-Amz-Signature and client_secret count; masking a harmless parameter is the safe mistake)."""
     lowered = name.lower()
     return any(word in lowered for word in SECRET_WORDS)
 
@@ -23,7 +23,7 @@ def _mask_query(query):
     parts = []
     for part in query.split("&"):
         name, sep, _value = part.partition("=")
-        parts.append(name + sep + MASK if sep and _secret_name(name) else part)
+        parts.append(name + sep + MASK if sep and looks_secret(name) else part)
     return "&".join(parts)
 
 

@@ -62,7 +62,11 @@ options:
         required: true
         choices: [http, tcp, postgres, redis, system, tls_cert]
       timeout:
-        description: Seconds this check may take; defaults to the top-level O(timeout).
+        description:
+          - Seconds this check may take in all (connecting, following redirects, reading the whole body);
+            defaults to the top-level O(timeout).
+          - A check still running a second after its timeout is reported C(unknown) wherever it is stuck (for
+            example in a DNS lookup that never answers), and the module does not wait for it.
         type: float
       thresholds:
         description:
@@ -77,7 +81,11 @@ options:
             C(tls_cert) - C(days_remaining) (days, default 30/7).
         type: dict
       url:
-        description: URL to request (C(http)).
+        description:
+          - URL to request (C(http)).
+          - A password in it, and the values of query parameters whose names look secret (C(token), C(key),
+            C(sig), C(password), C(auth), ...), are shown as C(***) in the check's name, target and messages, and
+            hidden from the task's output.
         type: str
       method:
         description: HTTP method (C(http)); defaults to C(GET).
@@ -85,9 +93,15 @@ options:
       headers:
         description:
           - Request headers (C(http)). Hidden from logs, since they often carry credentials.
+          - Those that look like credentials (C(Authorization), C(Cookie), names with C(token), C(key), C(auth),
+            ...) are not sent on when a redirect leaves the origin (O(checks[].follow_redirects=safe)).
         type: dict
       body:
-        description: Request body (C(http)); a dict or list is sent as JSON.
+        description:
+          - Request body (C(http)); a dict or list is sent as JSON.
+          - The values of its fields whose names look secret (C(password), C(token), C(api_key), ...), in a dict,
+            a JSON text or a form, are hidden from the task's output. For a body that is secret as a whole, set
+            C(no_log) on the task.
         type: raw
       status_code:
         description: Status codes that count as healthy (C(http)); defaults to C([200]).
@@ -107,8 +121,16 @@ options:
             expected and the actual value.
         type: raw
       follow_redirects:
-        description: Follow redirects for GET and HEAD requests (C(http)); defaults to true.
-        type: bool
+        description:
+          - Which redirects of GET and HEAD requests to follow (C(http)); defaults to V(same_origin). A redirect
+            that is not followed is the answer, judged by O(checks[].status_code), and the message says why.
+          - V(same_origin) follows redirects to the same scheme, host and port only.
+          - V(safe) follows them to other hosts and ports as well, but never from https to http, and leaves out
+            the headers that look like credentials (see O(checks[].headers)) once the redirect leaves the origin.
+          - V(none) follows no redirect.
+          - V(yes) and V(no), what the former true and false become, mean V(same_origin) and V(none).
+        type: str
+        choices: [same_origin, safe, none, "yes", "no"]
       host:
         description:
           - Host to connect to (C(tcp), C(postgres), C(redis), C(tls_cert)).
@@ -189,7 +211,8 @@ options:
     default: 5
   deadline:
     description:
-      - Seconds the whole task may take, retries included. Checks still running then are reported C(unknown).
+      - Seconds the whole task may take, retries included. Checks still running or not yet started then are
+        reported C(unknown), and the module answers without waiting for them.
     type: float
   concurrency:
     description: How many checks run at the same time.
@@ -291,7 +314,7 @@ checks:
       description: The check's kind.
       type: str
     target:
-      description: What was probed (URL, host:port, file), without credentials.
+      description: What was probed (URL, host:port, file), with a URL's credentials shown as C(***).
       type: str
     status:
       description: C(healthy), C(warning), C(unknown) or C(critical).
@@ -309,7 +332,10 @@ checks:
       type: dict
       sample: {response_time: {value: 12.5, unit: ms, status: healthy, warning: 300, critical: 1000}}
     details:
-      description: Facts found along the way (status code, server version, certificate subject, ...).
+      description:
+        - Facts found along the way (status code, server version, certificate subject, ...).
+        - For C(http), C(redirected_to) is the URL that answered after redirects and C(redirect_not_followed)
+          says which redirect was not followed and why; URLs are shown with their credentials masked.
       type: dict
     duration_ms:
       description: How long the last attempt of this check took.
@@ -335,7 +361,12 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.keel.ops.plugins.module_utils import _argspecs as specs
 from ansible_collections.keel.ops.plugins.module_utils._errors import module_failures
-from ansible_collections.keel.ops.plugins.module_utils._probe_runner import build_checks, probe, validate_run_options
+from ansible_collections.keel.ops.plugins.module_utils._probe_runner import (
+    build_checks,
+    check_secrets,
+    probe,
+    validate_run_options,
+)
 from ansible_collections.keel.ops.plugins.module_utils._probes import FAIL_ON_CHOICES, is_failing
 
 ARGUMENT_SPEC = dict(
@@ -352,6 +383,7 @@ ARGUMENT_SPEC = dict(
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = module.params
+    module.no_log_values.update(check_secrets(params["checks"]))
     with module_failures(module, "health_probe"):
         validate_run_options(params)
         checks = build_checks(params["checks"], params["timeout"])

@@ -192,8 +192,13 @@ options:
         description: Verify the server certificate (V(http)); defaults to true.
         type: bool
       follow_redirects:
-        description: Follow redirects for GET and HEAD requests (V(http)); defaults to true.
-        type: bool
+        description:
+          - Which redirects of GET and HEAD requests to follow (V(http)), as in M(keel.ops.health_probe).
+            V(same_origin) (the default) stays on the same scheme, host and port; V(safe) may leave it, never from
+            https to http and without the headers that look like credentials; V(none) follows none. V(yes) and
+            V(no) (the former true and false) mean V(same_origin) and V(none).
+        type: str
+        choices: [same_origin, safe, none, "yes", "no"]
       host:
         description: Host to connect to (V(tcp)), a template.
         type: str

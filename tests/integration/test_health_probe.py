@@ -8,13 +8,19 @@ import ssl
 import threading
 import time
 
+from urllib.parse import unquote
+
 import pytest
 from ansible_run import run_four_ways, run_module
+from conftest import unavailable
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from http_fixture import start_server
+from http_fixture import Handler, start_server
+from http_fixture import TestServer as LoopbackServer
+from redis_fixtures import BINARIES, redis_factory  # noqa: F401 pylint: disable=unused-import
+from test_redis_snapshot import tls_files  # noqa: F401 pylint: disable=unused-import  (a CA and a cert for 127.0.0.1)
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +174,99 @@ def test_postgres_threshold_and_bad_password(postgres):
     assert_no_secret(run, "wrong-password-123", postgres["password"])
 
 
+class Trickle:
+    """An HTTP server on loopback that promises a large body and sends it one byte a second for as long as the
+    client stays: no single read ever waits long enough for a socket timeout."""
+
+    def __init__(self):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = "http://127.0.0.1:%d/health" % self.listener.getsockname()[1]
+        self.stopped = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _addr = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
+
+    def _drip(self, conn):
+        with conn:
+            try:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1000000\r\n\r\n")
+                while not self.stopped.wait(1.0):
+                    conn.sendall(b".")
+            except OSError:
+                return  # the client went away
+
+    def close(self):
+        self.stopped.set()
+        self.listener.close()
+
+
+@pytest.fixture
+def trickle():
+    server = Trickle()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def unanswered_port():
+    """A port whose connects never complete: a listener that never accepts, its backlog already full."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=0)
+    port = listener.getsockname()[1]
+    fillers = []
+    try:
+        for _attempt in range(8):
+            filler = socket.socket()
+            filler.settimeout(0.5)
+            fillers.append(filler)
+            try:
+                filler.connect(("127.0.0.1", port))
+            except (socket.timeout, TimeoutError):
+                break
+        else:
+            pytest.fail("the listener's backlog never filled: connects to it would not hang")
+        yield port
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+
+
+def test_a_slow_drip_body_ends_at_the_deadline_and_the_module_exits(trickle):
+    started = time.monotonic()
+    run = run_module("health_probe", {"checks": [dict(name="drip", kind="http", url=trickle.url, timeout=600)],
+                                      "deadline": 2, "fail_on": "never"}, timeout=40)
+    assert time.monotonic() - started < 20, "the module outlived its 2 s deadline"
+    assert run["by_name"]["drip"]["status"] == "unknown"
+    assert run["by_name"]["drip"]["message"] == "did not finish within the 2s deadline"
+
+
+def test_a_slow_drip_body_is_cut_at_the_checks_own_timeout(trickle):
+    started = time.monotonic()
+    run = run_module("health_probe", {"checks": [dict(name="drip", kind="http", url=trickle.url, timeout=2)],
+                                      "fail_on": "never"}, timeout=40)
+    assert time.monotonic() - started < 20, "the check outlived its 2 s timeout"
+    assert run["by_name"]["drip"]["status"] == "critical"
+    assert run["by_name"]["drip"]["message"].startswith("no complete response within 2s")
+
+
+def test_connects_that_never_complete_do_not_outlive_the_deadline(unanswered_port):
+    checks = [dict(name="port-%d" % i, kind="tcp", host="127.0.0.1", port=unanswered_port, timeout=3)
+              for i in range(15)]
+    started = time.monotonic()
+    run = run_module("health_probe", {"checks": checks, "concurrency": 1, "deadline": 2, "fail_on": "never"},
+                     timeout=120)
+    # One at a time, the 15 connects would take 30 s or more; the answer is due after 2.
+    assert time.monotonic() - started < 20, "queued checks kept the module alive after its deadline"
+    assert run["counts"]["unknown"] == 15
+
+
 def _certificate(days):
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
@@ -245,3 +344,139 @@ def test_secrets_are_not_logged_in_invocation(postgres):
     run = run_module("health_probe", {"checks": [pg_check(postgres)]})
     assert postgres["password"] not in json.dumps(run.get("invocation", {}))
     assert os.environ.get("PGPASSWORD") is None
+
+
+# --- redirects --------------------------------------------------------------------------------------
+
+class RedirectingHandler(Handler):
+    """/to?<url>: a 302 to that URL; /headers: the credentials the request carried, as JSON."""
+
+    def do_GET(self):
+        path, _sep, query = self.path.partition("?")
+        if path == "/to":
+            self.send_response(302)
+            self.send_header("Location", unquote(query))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif path == "/headers":
+            with self.server.lock:
+                self.server.hits[path] = self.server.hits.get(path, 0) + 1
+            self._send(200, {"authorization": self.headers.get("Authorization"),
+                             "api_key": self.headers.get("X-Api-Key"), "trace": self.headers.get("X-Trace")})
+        else:
+            super().do_GET()
+
+
+def redirecting_server(tls_context=None):
+    server = LoopbackServer()
+    server.RequestHandlerClass = RedirectingHandler
+    if tls_context:
+        server.socket = tls_context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture(scope="module")
+def origins():
+    """Two HTTP servers on loopback: two origins (same host, different ports)."""
+    servers = [redirecting_server(), redirecting_server()]
+    yield servers
+    for server in servers:
+        server.shutdown()
+
+
+CREDENTIALS = {"Authorization": "Bearer red1rect-secret", "X-Api-Key": "k3y-secret", "X-Trace": "t1"}
+SEEN = "[authorization, api_key, trace]"
+
+
+def test_redirects_stay_within_the_origin_by_default(origins):
+    here, there = origins
+    before = there.hits.get("/headers", 0)
+    run = run_module("health_probe", {"fail_on": "never", "checks": [
+        dict(name="same", kind="http", url=here.url("/to?/headers"), headers=CREDENTIALS, jmespath="trace",
+             expect="t1"),
+        dict(name="cross", kind="http", url=here.url("/to?" + there.url("/headers")), headers=CREDENTIALS)]})
+    same, cross = run["by_name"]["same"], run["by_name"]["cross"]
+    assert same["status"] == "healthy", same["message"]
+    assert same["details"]["redirected_to"] == here.url("/headers")
+    assert cross["status"] == "critical"
+    assert cross["message"] == ("HTTP 302, expected 200; redirect to %s not followed: it leaves the origin and "
+                                "follow_redirects is same_origin" % there.url("/headers"))
+    assert there.hits.get("/headers", 0) == before, "the other origin was asked"
+
+
+def test_safe_redirects_leave_the_origin_without_the_credentials(origins):
+    here, there = origins
+    run = run_module("health_probe", {"checks": [
+        dict(name="same", kind="http", url=here.url("/to?/headers"), headers=CREDENTIALS, follow_redirects="safe",
+             jmespath=SEEN, expect=["Bearer red1rect-secret", "k3y-secret", "t1"]),
+        dict(name="cross", kind="http", url=here.url("/to?" + there.url("/headers")), headers=CREDENTIALS,
+             follow_redirects="safe", jmespath=SEEN, expect=[None, None, "t1"])]})
+    assert run["status"] == "healthy", run["summary"]
+    assert run["by_name"]["cross"]["details"]["redirected_to"] == there.url("/headers")
+
+
+@pytest.mark.parametrize("follow_redirects", ["safe", True])
+def test_https_is_never_redirected_to_http(tmp_path, origins, follow_redirects):
+    cert_pem, key_pem = _certificate(30)
+    (tmp_path / "cert.pem").write_bytes(cert_pem)
+    (tmp_path / "key.pem").write_bytes(key_pem)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(tmp_path / "cert.pem"), str(tmp_path / "key.pem"))
+    secure = redirecting_server(context)
+    try:
+        https = secure.url("/to?%s").replace("http://", "https://")
+        run = run_module("health_probe", {"fail_on": "never", "checks": [
+            dict(name="down", kind="http", url=https % origins[1].url("/ok"), validate_certs=False,
+                 follow_redirects=follow_redirects),
+            dict(name="up", kind="http", url=https % "/ok", validate_certs=False,
+                 follow_redirects=follow_redirects)]})
+    finally:
+        secure.shutdown()
+    assert run["by_name"]["down"]["status"] == "critical"
+    assert run["by_name"]["down"]["message"].endswith("not followed: it would downgrade https to http")
+    assert run["by_name"]["up"]["status"] == "healthy", run["by_name"]["up"]["message"]
+
+
+# --- secrets ----------------------------------------------------------------------------------------
+
+def test_credentials_in_urls_and_bodies_reach_no_output(web):
+    port = web.server_address[1]
+    secrets = ("pa55-w0rd-x", "t0ken-abc123", "k3y-zzz999", "b0dy-s3cret-1")
+    checks = [
+        dict(kind="http", url="http://monitor:pa55-w0rd-x@127.0.0.1:%d/ok?token=t0ken-abc123&verbose=1" % port),
+        dict(name="down", kind="http", url="http://monitor:pa55-w0rd-x@127.0.0.1:%d/?api_key=k3y-zzz999"
+             % closed_port()),
+        dict(name="login", kind="http", method="POST", url=web.url("/login"),
+             body={"user": "probe", "password": "b0dy-s3cret-1"})]
+    run = run_module("health_probe", {"checks": checks, "fail_on": "never"})
+    for secret in secrets:
+        assert secret not in run.stdout + run.stderr, secret
+    name = "http http://monitor:***@127.0.0.1:%d/ok?token=***&verbose=1" % port
+    assert [c["name"] for c in run["checks"]] == [name, "down", "login"]
+    assert run["by_name"][name]["status"] == "healthy" and run["by_name"][name]["target"] == name[5:]
+    assert run["by_name"]["down"]["message"].startswith("cannot reach http://monitor:***@127.0.0.1:")
+    assert run["by_name"]["login"]["status"] == "healthy"
+    assert b"b0dy-s3cret-1" in web.posts[-1]["body"], "the body was not sent as given"
+
+
+def closed_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_redis_over_tls_verifies_the_certificate_and_its_host_name(redis_factory, tls_files):  # noqa: F811
+    binary = BINARIES["7.0"]()
+    if not binary:
+        unavailable("Debian's redis-server (built with TLS) is not installed")
+    server = redis_factory(binary, tls=tls_files)  # its certificate names 127.0.0.1 only
+    tls = dict(kind="redis", port=server.port, password=server.password, tls=True, ca_cert=tls_files["ca"])
+    run = run_module("health_probe", {"fail_on": "never", "checks": [
+        dict(tls, name="by-address", host="127.0.0.1"),
+        dict(tls, name="by-other-name", host="localhost"),
+        dict(tls, name="unverified", host="localhost", validate_certs=False)]})
+    assert run["by_name"]["by-address"]["status"] == "healthy", run["by_name"]["by-address"]["message"]
+    assert run["by_name"]["by-other-name"]["status"] == "critical"
+    assert "mismatch" in run["by_name"]["by-other-name"]["message"].lower()
+    assert run["by_name"]["unverified"]["status"] == "healthy"

@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+import threading
 import time
 
 import pytest
@@ -7,6 +11,7 @@ from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigErro
 from ansible_collections.keel.ops.plugins.module_utils._probe_runner import (
     build_check,
     build_checks,
+    check_secrets,
     probe,
     validate_run_options,
 )
@@ -172,3 +177,96 @@ def test_counts_and_order_follow_the_input(fake):
     assert [c["name"] for c in result["checks"]] == ["z", "y", "x"]
     assert result["counts"] == {"healthy": 1, "warning": 1, "unknown": 0, "critical": 1}
     assert result["summary"].startswith("critical: 2 of 3 checks not healthy: x (fake) critical")
+
+
+# --- checks that never return (a DNS lookup that hangs, a C library stuck in a read) ------------------------
+
+HANG = threading.Event()  # never set: a check waiting on it is stuck for good
+
+
+def finishes_within(seconds, function, *args, **kwargs):
+    """Run function in a thread and return its value, failing (instead of hanging the suite) if it is late."""
+    outcome = {}
+    thread = threading.Thread(target=lambda: outcome.update(value=function(*args, **kwargs)), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), "%s did not return within %ss" % (function.__name__, seconds)
+    return outcome["value"]
+
+
+@pytest.fixture
+def stuck(monkeypatch):
+    """A kind whose check on host 'stuck' blocks forever, as a resolver that never answers does."""
+    def probe_stuck(options, result, timeout, thresholds):
+        if options["host"] == "stuck":
+            HANG.wait()
+        result.note("answered")
+
+    spec = _probe_kinds.KindSpec(options={"host": None}, required=("host",), metrics={},
+                                 target=lambda c: c["host"], probe=probe_stuck, library=None)
+    monkeypatch.setitem(_probe_kinds.KINDS, "stuck", spec)
+    return lambda *hosts, **extra: build_checks([dict({"kind": "stuck", "name": h, "host": h}, **extra)
+                                                 for h in hosts], 5)
+
+
+def test_a_check_stuck_past_its_own_timeout_is_unknown_and_frees_its_slot(stuck):
+    checks = stuck("stuck", "next", timeout=0.3)
+    result = finishes_within(20, probe, checks, concurrency=1)
+    assert result["by_name"]["stuck"]["status"] == "unknown"
+    assert result["by_name"]["stuck"]["message"] == "did not finish within its 0.3s timeout"
+    assert result["by_name"]["next"]["status"] == "healthy", "the stuck check kept the only slot"
+
+
+def test_the_deadline_ends_a_round_with_stuck_and_queued_checks(stuck):
+    result = finishes_within(20, probe, stuck("stuck", "queued"), concurrency=1, deadline=0.3)
+    assert [c["status"] for c in result["checks"]] == ["unknown", "unknown"]
+    assert result["by_name"]["queued"]["message"] == "did not finish within the 0.3s deadline"
+
+
+STUCK_SCRIPT = """
+import threading
+from ansible_collections.keel.ops.plugins.module_utils import _probe_kinds, _probe_runner
+
+def hang(options, result, timeout, thresholds):
+    threading.Event().wait()
+
+_probe_kinds.KINDS["stuck"] = _probe_kinds.KindSpec({"host": None}, (), {}, lambda c: c["host"], hang, None)
+checks = _probe_runner.build_checks([{"kind": "stuck", "host": "h%d" % i} for i in range(3)], 5)
+print(_probe_runner.probe(checks, deadline=0.3)["status"])
+"""
+
+
+def test_stuck_checks_do_not_keep_the_process_alive():
+    proc = subprocess.run([sys.executable, "-c", STUCK_SCRIPT], capture_output=True, text=True, timeout=30,
+                          env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)), check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "unknown"
+
+
+def test_follow_redirects_takes_a_policy_or_a_former_boolean():
+    assert build_check(0, http(), 5).options["follow_redirects"] == "same_origin"
+    assert build_check(0, http(follow_redirects="yes"), 5).options["follow_redirects"] == "same_origin"
+    assert build_check(0, http(follow_redirects=False), 5).options["follow_redirects"] == "none"
+    with pytest.raises(ConfigError, match="follow_redirects must be one of same_origin, safe, none, got 'all'"):
+        build_check(0, http(follow_redirects="all"), 5)
+
+
+def test_a_url_with_credentials_is_named_and_shown_masked():
+    check = build_check(0, http(url="https://mon:pw@h/health?token=t&x=1"), 5)
+    assert check.name == "http https://mon:***@h/health?token=***&x=1" and check.target == check.name[5:]
+    assert check.options["url"] == "https://mon:pw@h/health?token=t&x=1"  # what is requested stays intact
+
+
+@pytest.mark.parametrize("raw, secrets", [
+    (http(), []),
+    (http(url="https://mon:pw@h/health?token=t&x=1"), ["https://mon:pw@h/health?token=t&x=1", "pw"]),
+    (http(url="https://h/?sig=abc"), ["https://h/?sig=abc"]),
+    (http(body={"user": "u", "auth": {"password": "p1", "otp": 123456}, "tokens": ["a", "b"], "n": 1}),
+     ["123456", "a", "b", "p1"]),
+    (http(body='{"api_key": "k"}'), ["k"]),
+    (http(body="user=u&password=p%40ss"), ["p@ss"]),
+    (http(body="ping"), []),
+    ({"kind": "tcp", "host": "h", "port": 1}, []),
+])
+def test_check_secrets(raw, secrets):
+    assert check_secrets([raw]) == secrets
