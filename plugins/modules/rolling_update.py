@@ -515,6 +515,7 @@ from ansible_collections.keel.ops.plugins.module_utils._engine_docker import PUL
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, module_failures
 from ansible_collections.keel.ops.plugins.module_utils._lb_haproxy import HAProxyLoadBalancer, RuntimeAPI
 from ansible_collections.keel.ops.plugins.module_utils._lb_http import HttpHookLoadBalancer
+from ansible_collections.keel.ops.plugins.module_utils._probe_runner import check_secrets
 from ansible_collections.keel.ops.plugins.module_utils._rollout import (
     HealthConfig,
     LoadBalancerGroup,
@@ -631,6 +632,8 @@ def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True,
                            required_one_of=[("names", "labels")],
                            mutually_exclusive=[("names", "labels"), ("batch_size", "max_unavailable")])
+    # Credentials in health check URLs and bodies stay out of every result and message, as in health_probe.
+    module.no_log_values.update(check_secrets(module.params["health_checks"]))
     with module_failures(module, "rolling_update to %s" % module.params["image"]):
         result, failure = run(module.params, module.check_mode, module.warn)
         if not module._diff:

@@ -587,3 +587,13 @@ def test_credentials_in_the_hook_urls_appear_nowhere_in_the_output(fleet):
     assert "put it back by hand: POST http://admin:***@127.0.0.1:9/enable/keel-app-1?token=***" in run["msg"]
     output = run.stdout + run.stderr
     assert "s3cret-pw" not in output and "t0ken-value" not in output
+
+
+def test_credentials_in_health_check_urls_appear_nowhere_in_the_output(fleet):
+    args = fleet.module_args("broken", health_timeout=3, health_checks=[
+        {"kind": "http", "url": "http://probe:hunter2-pw@127.0.0.1:{env[APP_PORT]}/health?token=t0ken-v4lue",
+         "jmespath": "status", "expect": "ok"}])
+    run = run_module("rolling_update", args)
+    assert run.returncode == 1 and run["rolled_back"], run.get("msg")  # the broken image fails its health gate
+    output = run.stdout + run.stderr
+    assert "hunter2-pw" not in output and "t0ken-v4lue" not in output
