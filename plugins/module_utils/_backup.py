@@ -96,8 +96,8 @@ def read_text(path, option):
         raise ConfigError("%s: cannot read %s: %s" % (option, path, error.strerror or error))
     except UnicodeDecodeError as error:
         raise ConfigError("%s: %s is not a UTF-8 text file (byte %d is 0x%02x): give the key file itself, as "
-                          "age-keygen or the key's owner wrote it" % (option, path, error.start,
-                                                                        error.object[error.start]))
+                          "age-keygen or the key's owner wrote it"
+                          % (option, path, error.start, error.object[error.start]))
 
 
 def read_secret_file(path, option):

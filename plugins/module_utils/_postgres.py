@@ -80,8 +80,8 @@ class Connection:
             if value:
                 env[name] = value
         if self.password is not None:
-            env["PGPASSFILE"] = write_passfile(workdir, passfile_lines(self.host, self.port, self.user,
-                                                                        self.password))
+            lines = passfile_lines(self.host, self.port, self.user, self.password)
+            env["PGPASSFILE"] = write_passfile(workdir, lines)
         return env
 
 
@@ -505,8 +505,8 @@ def _skip_quoted(script, i):
         return j
     char = script[i]
     if char in "'\"":
-        escapes = char == "'" and i > 0 and script[i - 1] in "eE" and not (script[i - 2:i - 1].isalnum()
-                                                                        if i > 1 else False)
+        # E'...' strings take backslash escapes; the E must start a word (not end one, as in "fee'").
+        escapes = char == "'" and i > 0 and script[i - 1] in "eE" and not script[max(i - 2, 0):i - 1].isalnum()
         j = i + 1
         while j < len(script):
             if escapes and script[j] == "\\":

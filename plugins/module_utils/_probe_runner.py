@@ -148,12 +148,10 @@ def _secret_fields(value, secret=False):
     """The strings and numbers held under secret-looking keys of a body, at any depth."""
     if isinstance(value, dict):
         for key, item in value.items():
-            for found in _secret_fields(item, secret or looks_secret(str(key))):
-                yield found
+            yield from _secret_fields(item, secret or looks_secret(str(key)))
     elif isinstance(value, list):
         for item in value:
-            for found in _secret_fields(item, secret):
-                yield found
+            yield from _secret_fields(item, secret)
     elif secret and isinstance(value, (str, int, float)) and not isinstance(value, bool):
         yield str(value)
 

@@ -565,8 +565,8 @@ class Rollout:
         current = self.engine.find(name)
         old_id = record.get("old_id") if record else None
         found = current or old
-        server = record.get("server") if record else render(self.config.server, dict(found.fields, name=name),
-                                                              "load_balancer.server")
+        server = record.get("server") if record else \
+            render(self.config.server, dict(found.fields, name=name), "load_balancer.server")
         original, replacement = None, None
         if current is not None and current.id == old_id and old is None:
             original = current  # killed before the rename: the old container is still under its name

@@ -20,7 +20,8 @@ from cryptography.x509.oid import NameOID
 from http_fixture import Handler, start_server
 from http_fixture import TestServer as LoopbackServer
 from redis_fixtures import BINARIES, redis_factory  # noqa: F401 pylint: disable=unused-import
-from test_redis_snapshot import tls_files  # noqa: F401 pylint: disable=unused-import  (a CA and a cert for 127.0.0.1)
+# tls_files: a CA and a certificate for 127.0.0.1
+from test_redis_snapshot import tls_files  # noqa: F401 pylint: disable=unused-import
 
 
 @pytest.fixture(scope="module")

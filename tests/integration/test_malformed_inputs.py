@@ -3,7 +3,6 @@ a repository whose files are not what they claim. Each must answer JSON with `fa
 what is wrong, never a traceback, and never the last-resort "this is a bug" message (that one is for bugs)."""
 
 import json
-import os
 import socket
 
 import pytest

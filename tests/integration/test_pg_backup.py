@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 from ansible_run import cmdlines, run_four_ways, run_module, start_module, wait_for_partial
-from pg_fixtures import (  # noqa: F401  (big_db is a fixture)
+from pg_fixtures import (  # noqa: F401 pylint: disable=unused-import  (big_db is a fixture)
     SLOW,
     backup,
     big_db,
@@ -189,7 +189,6 @@ def test_old_client_tools_are_refused_clearly(postgres, dbname, repo):
     assert failed.returncode == 1
     assert "pg_dump is version 15" in failed["msg"] and "server runs PostgreSQL 18" in failed["msg"]
     assert "set bin_dir" in failed["msg"]
-
 
 
 def test_sigkill_mid_backup_leaves_nothing_and_secrets_stay_off_argv(postgres, big_db, repo, tmp_path):

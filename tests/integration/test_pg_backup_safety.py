@@ -18,7 +18,7 @@ import psycopg2
 import pytest
 import zstandard
 from ansible_run import run_module, start_module
-from pg_fixtures import (  # noqa: F401  (big_db is a fixture)
+from pg_fixtures import (  # noqa: F401 pylint: disable=unused-import  (big_db is a fixture)
     SLOW,
     backup,
     big_db,
@@ -48,7 +48,7 @@ class PasswordTrap:
     def _serve(self):
         while True:
             try:
-                client, _ = self.sock.accept()
+                client = self.sock.accept()[0]
             except OSError:
                 return
             self.connections += 1

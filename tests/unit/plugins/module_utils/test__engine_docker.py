@@ -322,8 +322,8 @@ def memory_engine():
 
 
 GONE = requests.exceptions.ConnectionError("('Connection aborted.', FileNotFoundError(2, 'No such file or directory'))")
-SLOW = requests.exceptions.ReadTimeout("UnixHTTPConnectionPool(host='localhost', port=None): Read timed out. "
-                                      "(read timeout=60)")
+SLOW = requests.exceptions.ReadTimeout(
+    "UnixHTTPConnectionPool(host='localhost', port=None): Read timed out. (read timeout=60)")
 
 TRANSPORT_CALLS = [
     ("containers", lambda engine: engine.select(None, {"app": "x"}), "list containers"),

@@ -70,8 +70,8 @@ def test_dbname_is_passed_as_a_quoted_conninfo_value():
 def test_passfile_lines_name_this_server_and_user_only():
     assert pg.passfile_lines("db.example", 5433, "backup", "p:w\\d") == ["db.example:5433:*:backup:p\\:w\\\\d"]
     assert pg.passfile_lines(None, 5432, None, "pw") == ["localhost:5432:*:*:pw"]
-    assert pg.passfile_lines("/run/postgresql", 5432, "u", "pw") == ["/run/postgresql:5432:*:u:pw",
-                                                                      "localhost:5432:*:u:pw"]
+    assert pg.passfile_lines("/run/postgresql", 5432, "u", "pw") == [
+        "/run/postgresql:5432:*:u:pw", "localhost:5432:*:u:pw"]
 
 
 @pytest.mark.parametrize("name", ["../../etc", "a/b", "host=x port=1", ".hidden", "tab\tname", "ü", "x-" + "0" * 16])

@@ -26,6 +26,7 @@ def test_a_userinfo_password_never_survives_even_with_an_at_sign_in_the_path():
     masked = mask_url("https://u:pw@host/p@th?key=v")
     assert "pw" not in masked and masked == "https://u:***@host/p@th?key=***"
 
+
 @pytest.mark.parametrize("url, masked", [
     ("https://user:hunter2@example.com:8443/health", "https://user:***@example.com:8443/health"),
     ("http://127.0.0.1:8080/health?token=abc&verbose=1", "http://127.0.0.1:8080/health?token=***&verbose=1"),
@@ -62,4 +63,3 @@ def test_none_passes_through():
 ])
 def test_looks_secret(name, secret):
     assert looks_secret(name) is secret
-

@@ -22,8 +22,8 @@ def make_backup(repo, data=b"dump bytes", backup_id=None, **extra):
     with repo.artifact_writer(backup_id, "db.dump") as writer:
         writer.write(data)
         writer.commit()
-    manifest = dict(id=backup_id, kind=repo.kind, artifacts=[{"name": "db.dump", "size": len(data),
-                                                               "sha256": hashlib.sha256(data).hexdigest()}],
+    artifact = {"name": "db.dump", "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    manifest = dict(id=backup_id, kind=repo.kind, artifacts=[artifact],
                     compression={"algorithm": "none"}, encryption=None, source={"scope": "database"},
                     statistics={}, **extra)
     repo.commit(manifest)
