@@ -8,7 +8,8 @@ import uuid
 
 import pytest
 from ansible_run import cmdlines, run_four_ways, run_module, start_module, wait_for_partial
-from pg_fixtures import (  # noqa: F401 pylint: disable=unused-import  (big_db is a fixture)
+# big_db is a fixture: imported to be used by name in test signatures
+from pg_fixtures import (  # noqa: F401 pylint: disable=unused-import
     SLOW,
     backup,
     big_db,

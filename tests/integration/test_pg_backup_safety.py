@@ -18,7 +18,8 @@ import psycopg2
 import pytest
 import zstandard
 from ansible_run import run_module, start_module
-from pg_fixtures import (  # noqa: F401 pylint: disable=unused-import  (big_db is a fixture)
+# big_db is a fixture: imported to be used by name in test signatures
+from pg_fixtures import (  # noqa: F401 pylint: disable=unused-import
     SLOW,
     backup,
     big_db,
