@@ -19,7 +19,9 @@ import subprocess
 import threading
 import time
 
-from ansible_collections.keel.ops.plugins.module_utils import _backup as common
+from ansible_collections.keel.ops.plugins.module_utils._backup import encoding, lifecycle, listing
+from ansible_collections.keel.ops.plugins.module_utils._backup.config import BackupConfig, VERSION
+from ansible_collections.keel.ops.plugins.module_utils import _process as process
 from ansible_collections.keel.ops.plugins.module_utils import _pipeline as pipeline
 from ansible_collections.keel.ops.plugins.module_utils import _postgres as pg
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, KeelError
@@ -27,7 +29,7 @@ from ansible_collections.keel.ops.plugins.module_utils._pipeline import Integrit
 from ansible_collections.keel.ops.plugins.module_utils._repository import isoformat, utcnow
 
 
-class PgBackupConfig(common.BackupConfig):
+class PgBackupConfig(BackupConfig):
     """Validated options of pg_backup; built from module params by from_params()."""
 
     @classmethod
@@ -61,7 +63,7 @@ class PgBackupConfig(common.BackupConfig):
 
 
 def _repository(config, database, reporter):
-    return common.open_repository(config.__dict__, "postgres", config.source_name(database), reporter)
+    return lifecycle.open_repository(config.__dict__, "postgres", config.source_name(database), reporter)
 
 
 # --- child processes --------------------------------------------------------------------------------
@@ -105,7 +107,7 @@ def _dump_database(config, tools, database, repo, backup_id, encoder, workdir):
         try:
             dump = _dump_directory if config.jobs > 1 else _dump_stream
             artifact = dump(config, tools, database, snapshot, filters, repo, backup_id, encoder, workdir)
-        except common.ToolError as error:
+        except process.ToolError as error:
             raise _explained_lock_wait(error, config, database)
         finally:
             counter.join()
@@ -136,10 +138,10 @@ def _dump_stream(config, tools, database, snapshot, filters, repo, backup_id, en
     """Custom format straight from pg_dump's stdout into the repository: nothing touches the local disk."""
     argv = pg.pg_dump_argv(tools["pg_dump"], database, snapshot=snapshot, lock_wait_timeout=config.lock_wait_timeout,
                            **filters)
-    child = common.Child(argv, config.connection.child_env(workdir), workdir, stdout=subprocess.PIPE)
+    child = process.Child(argv, config.connection.child_env(workdir), workdir, stdout=subprocess.PIPE)
     try:
         name = encoder.artifact_name(pg.artifact_stem(database) + ".dump")
-        artifact = common.store_artifact(repo, backup_id, name, encoder, child.proc.stdout)
+        artifact = encoding.store_artifact(repo, backup_id, name, encoder, child.proc.stdout)
         child.finish()
     except BaseException:
         child.kill()
@@ -153,11 +155,11 @@ def _dump_directory(config, tools, database, snapshot, filters, repo, backup_id,
     directory = os.path.join(workdir, pg.local_name(database, ".dir"))
     argv = pg.pg_dump_argv(tools["pg_dump"], database, snapshot=snapshot, jobs=config.jobs, directory=directory,
                            lock_wait_timeout=config.lock_wait_timeout, **filters)
-    common.Child(argv, config.connection.child_env(workdir), workdir).finish()
+    process.Child(argv, config.connection.child_env(workdir), workdir).finish()
     reader = pipeline.DirectoryReader(directory)
     try:
         name = encoder.artifact_name(pg.artifact_stem(database) + ".dir.tar")
-        artifact = common.store_artifact(repo, backup_id, name, encoder, reader)
+        artifact = encoding.store_artifact(repo, backup_id, name, encoder, reader)
     finally:
         reader.close()
         shutil.rmtree(directory, ignore_errors=True)
@@ -166,10 +168,10 @@ def _dump_directory(config, tools, database, snapshot, filters, repo, backup_id,
 
 def _dump_globals(config, tools, repo, backup_id, encoder, workdir, superuser):
     argv = pg.pg_dumpall_globals_argv(tools["pg_dumpall"], superuser)
-    child = common.Child(argv, config.connection.child_env(workdir), workdir, stdout=subprocess.PIPE)
+    child = process.Child(argv, config.connection.child_env(workdir), workdir, stdout=subprocess.PIPE)
     try:
         name = encoder.artifact_name("globals.sql")
-        artifact = common.store_artifact(repo, backup_id, name, encoder, child.proc.stdout)
+        artifact = encoding.store_artifact(repo, backup_id, name, encoder, child.proc.stdout)
         child.finish()
     except BaseException:
         child.kill()
@@ -206,10 +208,10 @@ def backup(config, reporter):
     if reporter.check_mode:
         return dict(changed=True, plan=plan, backup_id=None, msg="would back up %s into %s"
                     % (", ".join(databases) or "the globals", repo.describe()))
-    encoder = common.Encoder(config)
-    workdir = common.workdir()
+    encoder = encoding.Encoder(config)
+    workdir = process.workdir()
     try:
-        manifest, cleaned, retention = common.run_backup(
+        manifest, cleaned, retention = lifecycle.run_backup(
             repo, config, reporter,
             lambda backup_id: _take_backup(config, tools, repo, encoder, databases, server, client, workdir, backup_id))
     finally:
@@ -232,7 +234,7 @@ def _take_backup(config, tools, repo, encoder, databases, server, client, workdi
     clock = time.monotonic()
     artifacts, statistics = [], {}
     if encoder.wrapped_key:
-        artifacts.append(common.store_key(repo, backup_id, encoder))
+        artifacts.append(encoding.store_key(repo, backup_id, encoder))
     if config.scope in ("cluster", "globals"):
         artifacts.append(_dump_globals(config, tools, repo, backup_id, encoder, workdir, server["superuser"]))
     for database in databases:
@@ -243,7 +245,7 @@ def _take_backup(config, tools, repo, encoder, databases, server, client, workdi
     return dict(encoder.manifest(), id=backup_id, kind="postgres", format="pg_dump",
                 source={"name": repo.source, "host": config.connection.host, "port": config.connection.port,
                         "database": config.database, "scope": config.scope, "server_version": server["version"]},
-                tool={"name": "keel.ops.pg_backup", "version": common.VERSION, "client": client},
+                tool={"name": "keel.ops.pg_backup", "version": VERSION, "client": client},
                 started=isoformat(started), finished=isoformat(utcnow()), duration=duration,
                 labels=config.labels or {}, artifacts=artifacts, statistics=statistics,
                 options={"schemas": config.schemas, "exclude_schemas": config.exclude_schemas,
@@ -265,10 +267,10 @@ def _restore_artifact(config, tools, repo, backup, artifact, identities, target,
         argv[1:1] = ["--clean", "--if-exists"]
     env = config.connection.child_env(workdir)
     if on_disk:
-        return common.Child(argv, env, workdir).finish()
-    child = common.Child(argv, env, workdir, stdin=subprocess.PIPE)
+        return process.Child(argv, env, workdir).finish()
+    child = process.Child(argv, env, workdir, stdin=subprocess.PIPE)
     try:
-        common.stream_into(repo, backup, artifact, identities, child.proc.stdin)
+        encoding.stream_into(repo, backup, artifact, identities, child.proc.stdin)
         child.proc.stdin.close()
     except (BrokenPipeError, ConnectionResetError):
         # pg_restore stopped reading: either it failed (finish() raises with its words) or, restoring only some
@@ -292,7 +294,7 @@ def _restore_to_disk(repo, backup, artifact, identities, workdir):
         path = os.path.join(workdir, "restore.dump")
         sink = open(path, "wb")
     try:
-        common.stream_into(repo, backup, artifact, identities, sink)
+        encoding.stream_into(repo, backup, artifact, identities, sink)
     finally:
         sink.close()
     return path
@@ -407,7 +409,7 @@ def restore(config, reporter):
     started = time.monotonic()
     with repo.hold(chosen, "pg_backup restore into %s" % target):
         checked = repo.check_artifacts(chosen)
-        identities = common.open_identities(config, repo, chosen)
+        identities = encoding.open_identities(config, repo, chosen)
         safety = _safety_backup(config, target, reporter) if plan["safety_backup"] else None
         with _restore_lock(config, target, reporter) as admin:
             restored = _restore_into(config, tools, repo, chosen, artifact, identities, plan, stats, admin, reporter)
@@ -431,11 +433,11 @@ def _restore_only_globals(config, tools, repo, backup, reporter):
         return dict(changed=True, plan=plan, backup_id=backup.id, msg="would replay the globals of backup %s"
                     % backup.id)
     started = time.monotonic()
-    workdir = common.workdir()
+    workdir = process.workdir()
     try:
         with repo.hold(backup, "pg_backup restore of globals"):
             checked = repo.check_artifacts(backup)
-            identities = common.open_identities(config, repo, backup)
+            identities = encoding.open_identities(config, repo, backup)
             _restore_globals(config, tools, repo, backup, identities, workdir, reporter)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -478,7 +480,7 @@ def _restore_into(config, tools, repo, backup, artifact, identities, plan, stats
     target, partial, swap = plan["target_database"], plan["partial"], plan["drop_target"]
     into = plan["staging_database"] if swap else target
     in_place = partial and plan["target_state"] == "not empty"
-    workdir = common.workdir()
+    workdir = process.workdir()
     try:
         if config.restore_globals:
             _restore_globals(config, tools, repo, backup, identities, workdir, reporter)
@@ -527,14 +529,14 @@ def _restore_globals(config, tools, repo, backup, identities, workdir, reporter)
     script = _read_globals(repo, backup, artifact, identities)
     pg.check_globals_script(script, "the globals of backup %s (%s)" % (backup.id, artifact["name"]))
     argv = [tools["psql"], "--no-password", "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=0"]
-    child = common.Child(argv, config.connection.child_env(workdir), workdir, stdin=subprocess.PIPE,
+    child = process.Child(argv, config.connection.child_env(workdir), workdir, stdin=subprocess.PIPE,
                          stdout=subprocess.DEVNULL)
     try:
         child.proc.stdin.write(script.encode("utf-8"))
         child.proc.stdin.close()
     except (BrokenPipeError, ConnectionResetError):
         child.finish()  # psql stopped reading: its own words say why
-        raise common.ToolError("psql stopped reading the globals of backup %s before their end: %s"
+        raise process.ToolError("psql stopped reading the globals of backup %s before their end: %s"
                                % (backup.id, child.stderr_tail() or "it gave no reason"))
     except BaseException:
         child.kill()
@@ -547,7 +549,7 @@ def _restore_globals(config, tools, repo, backup, identities, workdir, reporter)
 
 def _read_globals(repo, backup, artifact, identities):
     buffer = pipeline.LimitedBuffer(GLOBALS_LIMIT, "the globals of backup %s" % backup.id)
-    common.stream_into(repo, backup, artifact, identities, buffer)
+    encoding.stream_into(repo, backup, artifact, identities, buffer)
     try:
         return buffer.getvalue().decode("utf-8")
     except UnicodeDecodeError as error:
@@ -597,11 +599,11 @@ def verify(config, reporter):
                     plan={"backup_id": chosen.id, "databases": [a["database"] for a in databases]})
     started = time.monotonic()
     results = []
-    workdir = common.workdir()
+    workdir = process.workdir()
     try:
         with repo.hold(chosen, "pg_backup verification"):
             checked = repo.check_artifacts(chosen)
-            identities = common.open_identities(config, repo, chosen)
+            identities = encoding.open_identities(config, repo, chosen)
             for artifact in databases:
                 results.append(_verify_database(config, tools, repo, chosen, artifact, identities, workdir))
     finally:
@@ -609,7 +611,7 @@ def verify(config, reporter):
     duration = round(time.monotonic() - started, 3)
     rto = round(sum(r["restore_duration"] for r in results), 3)
     verification = {"time": isoformat(utcnow()), "result": "ok", "duration": duration, "restore_duration": rto,
-                    "artifacts_checked": checked, "databases": results, "tool_version": common.VERSION}
+                    "artifacts_checked": checked, "databases": results, "tool_version": VERSION}
     repo.record_verification(chosen.id, verification)
     return dict(changed=True, backup_id=chosen.id, verification=verification, restore_duration=rto,
                 duration=duration, msg="backup %s verified: checksums match and it restores in %.1fs (%s)"
@@ -645,7 +647,7 @@ def _verify_database(config, tools, repo, backup, artifact, identities, workdir)
 
 def prune(config, reporter):
     """state=absent: apply retention without taking a backup."""
-    result, cleaned = common.prune(_repository(config, config.database, reporter), config, reporter)
+    result, cleaned = lifecycle.prune(_repository(config, config.database, reporter), config, reporter)
     return dict(changed=bool(result["deleted"]), retention=result, deleted=result["deleted"], cleaned_up=cleaned,
                 msg="%s %d backups" % ("would delete" if reporter.check_mode else "deleted", len(result["deleted"])))
 
@@ -656,6 +658,6 @@ def _has_database(database):
 
 def describe_backups(params, reporter):
     """pg_backup_info: filtered backups newest first, and whether the newest is older than max_age hours."""
-    backups, age, stale = common.describe_repository(params, "postgres", reporter,
+    backups, age, stale = listing.describe_repository(params, "postgres", reporter,
                                                      wanted=_has_database(params.get("database")))
     return dict(backups=[b.summary() for b in backups], count=len(backups), newest_age_hours=age, stale=stale)

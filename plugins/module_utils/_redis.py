@@ -34,7 +34,7 @@ import subprocess
 import tempfile
 import time
 
-from ansible_collections.keel.ops.plugins.module_utils import _backup as common
+from ansible_collections.keel.ops.plugins.module_utils import _process as process
 from ansible_collections.keel.ops.plugins.module_utils._errors import DependencyError, KeelError
 from ansible_collections.keel.ops.plugins.module_utils._pipeline import IntegrityError
 
@@ -820,7 +820,7 @@ class RdbCheck:
         with failing_as("starting %s" % binary.describe("redis-check-rdb"),
                         "check that it runs here, and that TMPDIR has room"):
             with open(self.report_path, "wb") as out:
-                self.child = common.Child([named_link(binary.path, workdir, "redis-check-rdb"), "/dev/stdin"],
+                self.child = process.Child([named_link(binary.path, workdir, "redis-check-rdb"), "/dev/stdin"],
                                           child_env(), workdir, stdin=subprocess.PIPE, stdout=out)
         _grow_pipe(self.child.proc.stdin)
 

@@ -29,6 +29,7 @@ import stat
 import struct
 
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError
+from ansible_collections.keel.ops.plugins.module_utils._process import fsync_dir
 
 CONFIG_FILE_MAX = 4 * 1024 * 1024
 NOFOLLOW = os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
@@ -196,14 +197,6 @@ class DataFiles:
 def create_exclusive(path, mode=0o600):
     """A new file, opened for writing; fails if anything (a symlink included) is already at `path`."""
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, mode)
-
-
-def fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | NOFOLLOW)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def unused_name(path):

@@ -27,7 +27,9 @@ import subprocess
 import tempfile
 import time
 
-from ansible_collections.keel.ops.plugins.module_utils import _backup as common
+from ansible_collections.keel.ops.plugins.module_utils._backup import encoding, lifecycle, listing
+from ansible_collections.keel.ops.plugins.module_utils._backup.config import BackupConfig, VERSION
+from ansible_collections.keel.ops.plugins.module_utils import _process as process
 from ansible_collections.keel.ops.plugins.module_utils import _pipeline as pipeline
 from ansible_collections.keel.ops.plugins.module_utils import _redis as rd
 from ansible_collections.keel.ops.plugins.module_utils import _redis_files as files
@@ -55,7 +57,7 @@ def _engine_errors(what):
     return wrap
 
 
-class RedisSnapshotConfig(common.BackupConfig):
+class RedisSnapshotConfig(BackupConfig):
     """Validated options of redis_snapshot; built from module params by from_params()."""
 
     @classmethod
@@ -92,7 +94,7 @@ class RedisSnapshotConfig(common.BackupConfig):
 
 
 def _repository(config, reporter):
-    return common.open_repository(config.__dict__, "redis", config.source_name(), reporter)
+    return lifecycle.open_repository(config.__dict__, "redis", config.source_name(), reporter)
 
 
 def _workdir():
@@ -117,7 +119,7 @@ class CommandHook:
 
     def run(self, action, workdir, timeout):
         try:
-            child = common.Child(self.argv[action], dict(os.environ), workdir, stdin=subprocess.DEVNULL,
+            child = process.Child(self.argv[action], dict(os.environ), workdir, stdin=subprocess.DEVNULL,
                                  stdout=subprocess.DEVNULL)
         except OSError as error:
             raise rd.RedisError("the %s hook %s cannot run: %s" % (action, self.argv[action][0],
@@ -132,7 +134,7 @@ class CommandHook:
             raise
         try:
             child.finish()
-        except common.ToolError as error:
+        except process.ToolError as error:
             raise rd.RedisError("the %s hook failed: %s" % (action, error))
 
     @staticmethod
@@ -350,10 +352,10 @@ def _snapshot(config, reporter, server):
     if reporter.check_mode:
         return dict(changed=True, plan=plan, backup_id=None, msg="would snapshot %s (%s) into %s"
                     % (server.describe(), config.snapshot_method, repo.describe()))
-    encoder = common.Encoder(config)
+    encoder = encoding.Encoder(config)
     workdir = _workdir()
     try:
-        manifest, cleaned, retention = common.run_backup(
+        manifest, cleaned, retention = lifecycle.run_backup(
             repo, config, reporter,
             lambda backup_id: _take_snapshot(config, server, facts, binary, repo, encoder, disk, workdir, backup_id))
     finally:
@@ -387,11 +389,11 @@ def _take_snapshot(config, server, facts, binary, repo, encoder, disk, workdir, 
     checker = source = None
     try:
         if encoder.wrapped_key:
-            artifacts.append(common.store_key(repo, backup_id, encoder))
+            artifacts.append(encoding.store_key(repo, backup_id, encoder))
         checker = rd.RdbCheck(binary, workdir)
         inspector = rd.RdbInspector(checker)
         source = _open_rdb(config, server, disk)
-        artifact = common.store_artifact(repo, backup_id, encoder.artifact_name(ARTIFACT_STEM), encoder,
+        artifact = encoding.store_artifact(repo, backup_id, encoder.artifact_name(ARTIFACT_STEM), encoder,
                                          rd.InspectingReader(source, inspector))
         stats = inspector.finish()
         if disk is not None:
@@ -411,7 +413,7 @@ def _take_snapshot(config, server, facts, binary, repo, encoder, disk, workdir, 
         else:
             method.update(rdb_path=disk.path, read_while_saving=source.tailed, proven_by=disk.describe())
         manifest = dict(encoder.manifest(), id=backup_id, kind="redis", format="rdb", source=source_info,
-                        tool={"name": "keel.ops.redis_snapshot", "version": common.VERSION,
+                        tool={"name": "keel.ops.redis_snapshot", "version": VERSION,
                               "checker": binary.describe("redis-check-rdb")},
                         started=repository.isoformat(started), finished=_now(), duration=duration,
                         labels=config.labels or {}, artifacts=artifacts, statistics=stats, method=method)
@@ -473,7 +475,7 @@ def _inspect_stream(repo, backup, identities, binary, workdir, sink):
     """Stream a snapshot's RDB into sink while redis-check-rdb checks it; returns what the RDB says."""
     inspector = rd.RdbInspector(rd.RdbCheck(binary, workdir))
     try:
-        common.stream_into(repo, backup, _rdb_artifact(backup), identities, rd.InspectingWriter(sink, inspector))
+        encoding.stream_into(repo, backup, _rdb_artifact(backup), identities, rd.InspectingWriter(sink, inspector))
     except BaseException:
         inspector.checker.kill()
         raise
@@ -486,7 +488,7 @@ def _load_into_temporary(config, repo, backup, identities, binary, workdir):
     databases = max([int(db) for db in stats.get("databases") or {}] + [15]) + 1
     temp = rd.TemporaryServer(binary, workdir, databases)
     try:
-        temp.load(lambda sink: common.stream_into(repo, backup, _rdb_artifact(backup), identities, sink),
+        temp.load(lambda sink: encoding.stream_into(repo, backup, _rdb_artifact(backup), identities, sink),
                   _rdb_artifact(backup)["raw_size"], config.timeout)
         loaded = temp.keyspace()
         check_counts(stats, loaded, "the snapshot loaded into a temporary redis-server")
@@ -523,7 +525,7 @@ def restore(config, reporter):
         started = time.monotonic()
         with repo.hold(chosen, "redis_snapshot restore into %s" % server.describe()):
             checked = repo.check_artifacts(chosen)
-            identities = common.open_identities(config, repo, chosen)
+            identities = encoding.open_identities(config, repo, chosen)
             result = _restore_by_method(config, server, plan, repo, chosen, identities, binary, reporter)
     finally:
         server.close()
@@ -859,12 +861,12 @@ def verify(config, reporter):
     binary = _check_binary(config, chosen)
     with repo.hold(chosen, "redis_snapshot verification"):
         checked = repo.check_artifacts(chosen)
-        identities = common.open_identities(config, repo, chosen)
+        identities = encoding.open_identities(config, repo, chosen)
         details, seconds = _verify_by_method(config, repo, chosen, identities, binary)
     duration = round(time.monotonic() - started, 3)
     verification = dict(details, time=_now(), result="ok", method=config.verify_method,
                         duration=duration, restore_duration=seconds, artifacts_checked=checked, keys=stats["keys"],
-                        databases=stats.get("databases"), tool_version=common.VERSION)
+                        databases=stats.get("databases"), tool_version=VERSION)
     repo.record_verification(chosen.id, verification)
     return dict(changed=True, backup_id=chosen.id, verification=verification, duration=duration,
                 restore_duration=seconds,
@@ -895,7 +897,7 @@ def _verify_by_method(config, repo, backup, identities, binary):
 @_engine_errors("applying retention to Redis snapshots")
 def prune(config, reporter):
     """state=absent: retention only."""
-    retention, cleaned = common.prune(_repository(config, reporter), config, reporter)
+    retention, cleaned = lifecycle.prune(_repository(config, reporter), config, reporter)
     deleted = retention["deleted"]
     return dict(changed=bool(deleted), retention=retention, deleted=deleted, cleaned_up=cleaned,
                 msg="%s %d snapshots" % ("would delete" if reporter.check_mode else "deleted", len(deleted)))
@@ -913,5 +915,5 @@ def _snapshot_summary(backup):
 @_engine_errors("listing Redis snapshots")
 def describe_snapshots(params, reporter):
     """redis_snapshot_info: snapshots newest first, filtered, and whether the newest is older than max_age."""
-    found, age, stale = common.describe_repository(params, "redis", reporter, noun="snapshot")
+    found, age, stale = listing.describe_repository(params, "redis", reporter, noun="snapshot")
     return dict(snapshots=[_snapshot_summary(b) for b in found], count=len(found), newest_age_hours=age, stale=stale)

@@ -292,7 +292,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.keel.ops.plugins.module_utils import _argspecs as specs
 from ansible_collections.keel.ops.plugins.module_utils import _pg_backup as engine
-from ansible_collections.keel.ops.plugins.module_utils._backup import Reporter
+from ansible_collections.keel.ops.plugins.module_utils._backup.config import Reporter
 from ansible_collections.keel.ops.plugins.module_utils._errors import module_failures
 
 ARGUMENT_SPEC = specs.merged(

@@ -97,7 +97,7 @@ stale:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.keel.ops.plugins.module_utils import _argspecs as specs
-from ansible_collections.keel.ops.plugins.module_utils._backup import Reporter
+from ansible_collections.keel.ops.plugins.module_utils._backup.config import Reporter
 from ansible_collections.keel.ops.plugins.module_utils._errors import module_failures
 from ansible_collections.keel.ops.plugins.module_utils._pg_backup import describe_backups
 

@@ -394,7 +394,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.keel.ops.plugins.module_utils import _argspecs as specs
 from ansible_collections.keel.ops.plugins.module_utils import _redis_snapshot as engine
-from ansible_collections.keel.ops.plugins.module_utils._backup import Reporter
+from ansible_collections.keel.ops.plugins.module_utils._backup.config import Reporter
 from ansible_collections.keel.ops.plugins.module_utils._errors import module_failures
 from ansible_collections.keel.ops.plugins.module_utils._redis import CONNECTION_SPEC
 

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from ansible_collections.keel.ops.plugins.module_utils import _backup as common
+from ansible_collections.keel.ops.plugins.module_utils._backup import lifecycle
+from ansible_collections.keel.ops.plugins.module_utils._backup.config import Reporter
 from ansible_collections.keel.ops.plugins.module_utils._pipeline import IntegrityError
 from ansible_collections.keel.ops.plugins.module_utils._repository import BackupNotFound, Repository, new_backup_id
 from ansible_collections.keel.ops.plugins.module_utils._signing import Signer, Trust
@@ -37,7 +38,7 @@ def repo(tmp_path):
 
 class Policy:
     def __init__(self, **keep):
-        for option in common.RETENTION_OPTIONS:
+        for option in lifecycle.RETENTION_OPTIONS:
             setattr(self, option, keep.get(option))
 
 
@@ -45,7 +46,7 @@ def test_retention_never_deletes_the_backup_this_run_committed(repo):
     """Ids sort by the writer's clock: another writer whose clock runs ahead makes ours look old."""
     ahead = make_backup(repo, backup_id="20991231T235959000Z-ffffff")
     ours = make_backup(repo)
-    result = common.apply_retention(repo, Policy(keep_last=1), common.Reporter(), exclude=(ours,))
+    result = lifecycle.apply_retention(repo, Policy(keep_last=1), Reporter(), exclude=(ours,))
     assert result["deleted"] == [] and result["reasons"][ours] == ["taken by this run"]
     assert sorted(b.id for b in repo.list()) == sorted([ahead, ours])
 
@@ -53,11 +54,11 @@ def test_retention_never_deletes_the_backup_this_run_committed(repo):
 def test_a_held_backup_is_kept_by_retention_until_the_hold_ends(repo):
     old, new = make_backup(repo, backup_id="20260101T000000000Z-aaaaaa"), make_backup(repo)
     with repo.hold(repo.load(old), "a restore"):
-        result = common.apply_retention(repo, Policy(keep_last=1), common.Reporter())
+        result = lifecycle.apply_retention(repo, Policy(keep_last=1), Reporter())
         assert result["deleted"] == [] and result["reasons"][old][0].startswith("held by host ")
         assert repo.live_holds() and old in repo.live_holds()
     assert repo.live_holds() == {}
-    assert common.apply_retention(repo, Policy(keep_last=1), common.Reporter())["deleted"] == [old]
+    assert lifecycle.apply_retention(repo, Policy(keep_last=1), Reporter())["deleted"] == [old]
     assert [b.id for b in repo.list()] == [new]
 
 

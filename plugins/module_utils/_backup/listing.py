@@ -1,0 +1,52 @@
+# -*- coding: utf-8 -*-
+# Copyright: keel.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What the info modules list: the backups of one kind (one source or every source), filtered by labels, time
+and verification, newest first, and whether the newest is older than max_age."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.keel.ops.plugins.module_utils._backup.lifecycle import open_repository, open_repository_storage
+from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError
+from ansible_collections.keel.ops.plugins.module_utils._repository import parse_timestamp, utcnow, validate_source
+
+
+def _listed(backup, params, since):
+    """The filters every info module shares: labels, since, verified."""
+    labels = backup.manifest.get("labels") or {}
+    return (all(labels.get(k) == v for k, v in (params.get("labels") or {}).items())
+            and (since is None or backup.time >= since)
+            and params.get("verified") in (None, bool(backup.verified)))
+
+
+def _usable_source(name, storage, kind, reporter):
+    """A folder in the repository is data: one that is not a valid source name is skipped, with a warning."""
+    try:
+        validate_source(name)
+    except ConfigError:
+        reporter.warn("skipped %r in %s: not a source folder keel.ops writes" % (name, storage.describe(kind)))
+        return False
+    return True
+
+
+def describe_repository(params, kind, reporter, noun="backup", wanted=None):
+    """The info modules' listing: backups of one kind (one or every source), filtered, newest first, limited,
+    plus the age of the newest in hours and whether it is older than max_age (then a warning)."""
+    storage = open_repository_storage(params)
+    since = parse_timestamp(params["since"], "since") if params.get("since") else None
+    names = [params["source"]] if params.get("source") else [name for name in storage.list_children(kind)
+                                                             if _usable_source(name, storage, kind, reporter)]
+    found = [backup for name in names for backup in open_repository(params, kind, name, reporter, storage).list()
+             if _listed(backup, params, since) and (wanted is None or wanted(backup))]
+    found.sort(key=lambda backup: backup.time, reverse=True)
+    if params.get("limit") is not None:
+        found = found[:max(0, params["limit"])]
+    age = round((utcnow() - found[0].time).total_seconds() / 3600.0, 2) if found else None
+    max_age = params.get("max_age")
+    stale = max_age is not None and (age is None or age > max_age)
+    if stale:
+        reporter.warn("no %s in %s matches" % (noun, storage.url) if age is None else
+                      "the newest %s (%s) is %.1f hours old, more than max_age %g" % (noun, found[0].id, age, max_age))
+    return found, age, stale
