@@ -491,7 +491,8 @@ def _restore_into(config, tools, repo, backup, artifact, identities, plan, stats
         restore_config = PgBackupConfig(**dict(config.__dict__, jobs=1)) if in_place else config
         _restore_artifact(restore_config, tools, repo, backup, artifact, identities, into, workdir, clean=in_place)
         seconds = round(time.monotonic() - started, 3)
-        verification = _check_restored(config, into, stats, _expected_tables(stats, config), partial)
+        with _flushing(config, swap):
+            verification = _check_restored(config, into, stats, _expected_tables(stats, config), partial)
     except BaseException as error:
         if swap:
             with contextlib.suppress(KeelError):
@@ -510,6 +511,35 @@ def _restore_into(config, tools, repo, backup, artifact, identities, plan, stats
             reporter.warn("the restored %s is in place; its previous version is kept as %s because dropping it "
                           "failed (%s): drop it when you no longer need it" % (target, previous, error))
     return {"verification": verification, "restore_duration": seconds}
+
+
+@contextlib.contextmanager
+def _flushing(config, wanted):
+    """While the restored copy's row counts are checked (reads), write its data out (CHECKPOINT, writes) on
+    another connection: DROP DATABASE of the replaced one forces a checkpoint afterwards, which then finds
+    little left to write. Without the right to CHECKPOINT, that one checkpoint does it all."""
+    if not wanted:
+        yield
+        return
+    flusher = threading.Thread(target=_checkpoint, args=(config,), name="keel-restore-checkpoint")
+    flusher.daemon = True
+    flusher.start()
+    try:
+        yield
+    finally:
+        flusher.join()
+
+
+def _checkpoint(config):
+    try:
+        conn = config.connection.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("CHECKPOINT")
+        finally:
+            conn.close()
+    except Exception:  # pylint: disable=broad-except
+        pass  # an optimisation only: the role may not CHECKPOINT (superuser or pg_checkpoint)
 
 
 def _globals_artifact(backup):
