@@ -11,7 +11,7 @@
     <repo>/<kind>/<source>/.holds/<backup_id>.<token>  a restore or verification reading that backup: retention
                                                        leaves it alone while the hold is live
 
-It works on any Storage from _storage.py (local directory or S3), so both behave the same.
+It works on any Storage of _backup/storage (local directory or S3), so both behave the same.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -28,9 +28,8 @@ import time
 
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, KeelError
 from ansible_collections.keel.ops.plugins.module_utils._pipeline import COMPRESSIONS, IntegrityError, sha256_of
-from ansible_collections.keel.ops.plugins.module_utils._storage import (
-    NotFound,
-    StorageError,
+from ansible_collections.keel.ops.plugins.module_utils._backup.storage.base import NotFound, StorageError
+from ansible_collections.keel.ops.plugins.module_utils._backup.storage.lock import (
     describe_holder,
     holder_record,
     parse_record,

@@ -24,13 +24,10 @@ import boto3
 import keel_stack as stack_tool  # tools/stack.py, loaded by conftest.py
 import pytest
 
-from ansible_collections.keel.ops.plugins.module_utils import _storage
-from ansible_collections.keel.ops.plugins.module_utils._storage import (
-    LockTimeout,
-    NotFound,
-    StorageError,
-    open_storage,
-)
+from ansible_collections.keel.ops.plugins.module_utils._backup.storage import lock, url
+from ansible_collections.keel.ops.plugins.module_utils._backup.storage import s3 as s3_backend
+from ansible_collections.keel.ops.plugins.module_utils._backup.storage.base import LockTimeout, NotFound, StorageError
+from ansible_collections.keel.ops.plugins.module_utils._backup.storage.url import open_storage
 
 MIB = 1024 * 1024
 COLLECTIONS = str(Path(__file__).resolve().parents[2] / ".build")  # where tests/conftest.py links the collection
@@ -198,7 +195,7 @@ def test_memory_stays_flat_while_streaming_200_mib(store, s3):
     # growth, so the high-water mark is reset after the warm-up.
     child = subprocess.run(python_argv("""
         import json, sys
-        from ansible_collections.keel.ops.plugins.module_utils._storage import open_storage
+        from ansible_collections.keel.ops.plugins.module_utils._backup.storage.url import open_storage
 
         def kib(field):
             with open("/proc/self/status") as status:
@@ -302,7 +299,7 @@ def test_cleanup_incomplete_aborts_the_upload_of_a_killed_writer(store, s3):
     store.put("postgres/db1/b1/manifest.json", b"{}")
     child = subprocess.Popen(python_argv("""
         import json, sys, time
-        from ansible_collections.keel.ops.plugins.module_utils._storage import open_storage
+        from ansible_collections.keel.ops.plugins.module_utils._backup.storage.url import open_storage
         url, options = json.loads(sys.stdin.read())
         writer = open_storage(url, options).writer("postgres/db1/b2/dump")
         writer.write(b"x" * 11 * 1024 * 1024)  # two parts sent
@@ -377,7 +374,7 @@ def test_expired_lock_is_taken_over(store):
 def test_lock_of_a_dead_process_on_this_host_is_taken_over_at_once(store):
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
-    record = dict(_storage.holder_record("crashed run", ttl=600), pid=child.pid)
+    record = dict(lock.holder_record("crashed run", ttl=600), pid=child.pid)
     put_lock(store, record)
     with store.lock("postgres/db1/.lock", timeout=0) as held:
         assert held.took_over.endswith(": its process %d is gone from this host" % child.pid)
@@ -545,7 +542,7 @@ def test_check_fails_when_the_lock_cannot_be_renewed(store, s3):
         try:
             store.client = boto3.client("s3", endpoint_url="http://127.0.0.1:%d" % closed.getsockname()[1],
                                         region_name=s3["region"], aws_access_key_id="x", aws_secret_access_key="y",
-                                        config=_storage._client_config(dict(_storage.S3_DEFAULTS, endpoint_url="x")))
+                                        config=s3_backend._client_config(dict(url.S3_DEFAULTS, endpoint_url="x")))
             with pytest.raises(StorageError, match="cannot prove that this run still holds lock .*renewing it failed"):
                 held.check()
         finally:
@@ -568,7 +565,7 @@ def test_cleanup_leaves_young_leftovers_unless_their_writer_is_proven_gone(store
     assert uploads_under(store) == [store.full_key("postgres/db1/20261201T000000000Z-bbbbbb/x")]
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
-    put_lock(store, dict(_storage.holder_record("killed run", ttl=600), pid=child.pid))
+    put_lock(store, dict(lock.holder_record("killed run", ttl=600), pid=child.pid))
     with store.lock("postgres/db1/.lock", timeout=0, ttl=600) as held:
         assert held.settle == 0
         assert len(store.cleanup_incomplete("postgres/db1", held.settle)) == 1

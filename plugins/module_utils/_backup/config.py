@@ -11,7 +11,7 @@ __metaclass__ = type
 
 from ansible_collections.keel.ops.plugins.module_utils import _pipeline as pipeline
 from ansible_collections.keel.ops.plugins.module_utils._signing import Signer, Trust
-from ansible_collections.keel.ops.plugins.module_utils._storage import check_repository
+from ansible_collections.keel.ops.plugins.module_utils._backup.storage.url import check_repository
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError
 from ansible_collections.keel.ops.plugins.module_utils._repository import parse_timestamp, validate_retention
 

@@ -13,7 +13,8 @@ __metaclass__ = type
 import contextlib
 
 from ansible_collections.keel.ops.plugins.module_utils._backup.config import s3_options, signing_from_params
-from ansible_collections.keel.ops.plugins.module_utils._storage import StorageError, open_storage
+from ansible_collections.keel.ops.plugins.module_utils._backup.storage.base import StorageError
+from ansible_collections.keel.ops.plugins.module_utils._backup.storage.url import open_storage
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError
 from ansible_collections.keel.ops.plugins.module_utils._repository import RETENTION_OPTIONS, Repository, new_backup_id, plan_retention, retention_configured
 

@@ -15,7 +15,8 @@ from ansible_collections.keel.ops.plugins.module_utils._backup.config import Rep
 from ansible_collections.keel.ops.plugins.module_utils._pipeline import IntegrityError
 from ansible_collections.keel.ops.plugins.module_utils._repository import BackupNotFound, Repository, new_backup_id
 from ansible_collections.keel.ops.plugins.module_utils._signing import Signer, Trust
-from ansible_collections.keel.ops.plugins.module_utils._storage import LocalStorage, holder_record
+from ansible_collections.keel.ops.plugins.module_utils._backup.storage.local import LocalStorage
+from ansible_collections.keel.ops.plugins.module_utils._backup.storage.lock import holder_record
 
 
 def make_backup(repo, data=b"dump bytes", backup_id=None, **extra):

@@ -19,19 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.keel.ops.plugins.module_utils import _storage
+from ansible_collections.keel.ops.plugins.module_utils._backup.storage import base, local, lock, s3
+from ansible_collections.keel.ops.plugins.module_utils._backup.storage.base import LockTimeout, NotFound, StorageError
+from ansible_collections.keel.ops.plugins.module_utils._backup.storage.local import LocalStorage
+from ansible_collections.keel.ops.plugins.module_utils._backup.storage.lock import describe_holder
+from ansible_collections.keel.ops.plugins.module_utils._backup.storage.s3 import S3Storage
+from ansible_collections.keel.ops.plugins.module_utils._backup.storage.url import open_storage, parse_url, s3_options
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, DependencyError
-from ansible_collections.keel.ops.plugins.module_utils._storage import (
-    LocalStorage,
-    LockTimeout,
-    NotFound,
-    S3Storage,
-    StorageError,
-    describe_holder,
-    open_storage,
-    parse_url,
-    s3_options,
-)
 
 # Child processes import the collection from where tests/conftest.py links it.
 COLLECTIONS = str(Path(__file__).resolve().parents[4] / ".build")
@@ -116,7 +110,7 @@ def test_open_storage_picks_the_backend(tmp_path):
 
 
 def test_s3_without_boto3_is_a_dependency_error(monkeypatch):
-    monkeypatch.setattr(_storage, "HAS_BOTO3", False)
+    monkeypatch.setattr(s3, "HAS_BOTO3", False)
     with pytest.raises(DependencyError, match=r"the repository s3://bkt/p needs the Python library boto3.*pip install boto3"):
         open_storage("s3://bkt/p")
 
@@ -209,8 +203,8 @@ def test_root_and_directories_are_created_private(tmp_path):
 
 def test_the_parent_of_every_new_directory_is_synced(tmp_path, monkeypatch):
     synced = []
-    real = _storage._fsync_dir
-    monkeypatch.setattr(_storage, "_fsync_dir", lambda path: (synced.append(path), real(path)))
+    real = local.fsync_dir
+    monkeypatch.setattr(local, "fsync_dir", lambda path: (synced.append(path), real(path)))
     store = LocalStorage(str(tmp_path / "repo"))
     store.put("postgres/db1/b1/manifest.json", b"{}")
     for parent in ("", "repo", "repo/postgres", "repo/postgres/db1"):
@@ -392,7 +386,7 @@ def test_permission_denied_names_the_user_and_the_fix(tmp_path):
         root.mkdir(mode=0o500)
         with pytest.raises(StorageError) as caught:
             LocalStorage(str(root)).put("postgres/db1/manifest.json", b"{}")
-        message, user = str(caught.value), _storage._whoami()
+        message, user = str(caught.value), local.whoami()
     assert message == ("cannot write %s/postgres/db1/manifest.json: permission denied; let the user running the "
                        "module (%s) access it, or choose another repository path" % (root, user))
 
@@ -403,7 +397,7 @@ def test_permission_denied_names_the_user_and_the_fix(tmp_path):
 
 HOLD_LOCK = """
     import sys, time
-    from ansible_collections.keel.ops.plugins.module_utils._storage import open_storage
+    from ansible_collections.keel.ops.plugins.module_utils._backup.storage.url import open_storage
     with open_storage(sys.argv[1]).lock("postgres/db1/.lock", timeout=5, owner="pg_backup db1") as info:
         print(info.holder["pid"], flush=True)
         time.sleep(float(sys.argv[2]))
@@ -491,7 +485,7 @@ def test_cleanup_incomplete_removes_what_a_killed_writer_left(store):
     store.put("postgres/db1/b1/manifest.json", b"{}")
     child = run_python("""
         import sys, time
-        from ansible_collections.keel.ops.plugins.module_utils._storage import open_storage
+        from ansible_collections.keel.ops.plugins.module_utils._backup.storage.url import open_storage
         writer = open_storage(%r).writer("postgres/db1/b2/dump")
         writer.write(b"x" * 3 * 1024 * 1024)
         writer._file.flush()
@@ -527,29 +521,27 @@ def test_describe_holder():
 def test_process_gone_only_for_dead_pids_of_this_machine():
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
-    here = _storage.holder_record(None)
-    assert _storage.process_gone(dict(here, pid=child.pid))
-    assert not _storage.process_gone(dict(here, pid=os.getpid()))
-    assert not _storage.process_gone(dict(here, pid=child.pid, host="elsewhere"))
-    assert not _storage.process_gone(dict(here, pid=child.pid, pidns="pid:[1]"))
-    assert not _storage.process_gone(dict(here, pid="12"))
+    here = lock.holder_record(None)
+    assert lock.process_gone(dict(here, pid=child.pid))
+    assert not lock.process_gone(dict(here, pid=os.getpid()))
+    assert not lock.process_gone(dict(here, pid=child.pid, host="elsewhere"))
+    assert not lock.process_gone(dict(here, pid=child.pid, pidns="pid:[1]"))
+    assert not lock.process_gone(dict(here, pid="12"))
 
 
 def test_human_size():
-    assert _storage._human_size(12) == "12 bytes"
-    assert _storage._human_size(3 * 1024 * 1024) == "3.0 MiB"
-    assert _storage._human_size(5 * 1024 ** 4) == "5120.0 GiB"
+    assert base.human_size(12) == "12 bytes"
+    assert base.human_size(3 * 1024 * 1024) == "3.0 MiB"
+    assert base.human_size(5 * 1024 ** 4) == "5120.0 GiB"
 
 
 def test_s3_parts_grow_so_large_objects_fit_the_part_limit():
-    from ansible_collections.keel.ops.plugins.module_utils import _storage
-
-    writer = _storage._S3Writer.__new__(_storage._S3Writer)
+    writer = s3._S3Writer.__new__(s3._S3Writer)
     writer._storage = type("S", (), {"part_size": 8 * 1024 * 1024})()
     sizes = []
     for count in (0, 999, 1000, 2000, 4000, 9999):
         writer._parts = [None] * count
         sizes.append(writer._part_size() // (1024 * 1024))
     assert sizes == [8, 8, 16, 32, 128, 128]
-    total = sum(min(8 << (n // 1000), 128) for n in range(_storage.MAX_PARTS))
+    total = sum(min(8 << (n // 1000), 128) for n in range(s3.MAX_PARTS))
     assert total > 860 * 1024  # MiB: about 867 GiB in one object
