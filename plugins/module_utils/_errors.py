@@ -28,6 +28,21 @@ class DependencyError(KeelError):
     """A Python library or an executable the task needs is missing where the module runs."""
 
 
+class IntegrityError(KeelError):
+    """Stored bytes do not match their checksum, do not decrypt or decompress, or a record read from a repository
+    is not what keel.ops writes: nothing is restored from it."""
+
+
+class DecryptionKeyError(KeelError):
+    """The key given cannot decrypt the backup (wrong or missing)."""
+
+
+def first_line(error):
+    """The first line of an error's text (a Docker API error's explanation when it has one), or its class name."""
+    text = str(getattr(error, "explanation", None) or error).strip()
+    return text.splitlines()[0] if text else error.__class__.__name__
+
+
 def where_it_broke(trace):
     """'function (file line N)' of the innermost frame in keel.ops' own code, for the last-resort message."""
     frames = [frame for frame in trace if os.path.abspath(frame.filename) != os.path.abspath(__file__)]

@@ -19,13 +19,11 @@ import subprocess
 import threading
 import time
 
-from ansible_collections.keel.ops.plugins.module_utils._backup import encoding, lifecycle, listing
-from ansible_collections.keel.ops.plugins.module_utils._backup.config import BackupConfig, VERSION
+from ansible_collections.keel.ops.plugins.module_utils._backup import dirstream, encoding, lifecycle, listing, pipeline
+from ansible_collections.keel.ops.plugins.module_utils._backup.config import VERSION, BackupConfig
 from ansible_collections.keel.ops.plugins.module_utils import _process as process
-from ansible_collections.keel.ops.plugins.module_utils import _pipeline as pipeline
 from ansible_collections.keel.ops.plugins.module_utils import _postgres as pg
-from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, KeelError
-from ansible_collections.keel.ops.plugins.module_utils._pipeline import IntegrityError
+from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, IntegrityError, KeelError
 from ansible_collections.keel.ops.plugins.module_utils._repository import isoformat, utcnow
 
 
@@ -156,7 +154,7 @@ def _dump_directory(config, tools, database, snapshot, filters, repo, backup_id,
     argv = pg.pg_dump_argv(tools["pg_dump"], database, snapshot=snapshot, jobs=config.jobs, directory=directory,
                            lock_wait_timeout=config.lock_wait_timeout, **filters)
     process.Child(argv, config.connection.child_env(workdir), workdir).finish()
-    reader = pipeline.DirectoryReader(directory)
+    reader = dirstream.DirectoryReader(directory)
     try:
         name = encoder.artifact_name(pg.artifact_stem(database) + ".dir.tar")
         artifact = encoding.store_artifact(repo, backup_id, name, encoder, reader)
@@ -289,7 +287,7 @@ def _restore_to_disk(repo, backup, artifact, identities, workdir):
                           "encrypted backups with jobs: 1" % backup.id)
     if artifact.get("format") == "directory":
         path = os.path.join(workdir, "restore.dir")
-        sink = pipeline.DirectoryWriter(path)
+        sink = dirstream.DirectoryWriter(path)
     else:
         path = os.path.join(workdir, "restore.dump")
         sink = open(path, "wb")

@@ -35,8 +35,7 @@ import tempfile
 import time
 
 from ansible_collections.keel.ops.plugins.module_utils import _process as process
-from ansible_collections.keel.ops.plugins.module_utils._errors import DependencyError, KeelError
-from ansible_collections.keel.ops.plugins.module_utils._pipeline import IntegrityError
+from ansible_collections.keel.ops.plugins.module_utils._errors import DependencyError, IntegrityError, KeelError
 
 CHUNK = 1024 * 1024
 FILL = 256 * 1024  # the least a replication read gathers before passing data on (unless the RDB ends)

@@ -28,13 +28,12 @@ import tempfile
 import time
 
 from ansible_collections.keel.ops.plugins.module_utils._backup import encoding, lifecycle, listing
-from ansible_collections.keel.ops.plugins.module_utils._backup.config import BackupConfig, VERSION
+from ansible_collections.keel.ops.plugins.module_utils._backup.config import VERSION, BackupConfig
 from ansible_collections.keel.ops.plugins.module_utils import _process as process
-from ansible_collections.keel.ops.plugins.module_utils import _pipeline as pipeline
+from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, DependencyError, IntegrityError, KeelError
 from ansible_collections.keel.ops.plugins.module_utils import _redis as rd
 from ansible_collections.keel.ops.plugins.module_utils import _redis_files as files
 from ansible_collections.keel.ops.plugins.module_utils import _repository as repository
-from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, DependencyError, KeelError
 
 ARTIFACT_STEM = "dump.rdb"
 CONFLICTS_LISTED = 10
@@ -454,7 +453,7 @@ def check_counts(stats, actual, what, loaded=False):
                 for db in sorted(set(expected) | set(actual))
                 if _mismatch(expected.get(db, empty), actual.get(db, empty), loaded)]
     if problems:
-        raise pipeline.IntegrityError("%s does not match the snapshot's manifest: %s" % (what, "; ".join(problems)))
+        raise IntegrityError("%s does not match the snapshot's manifest: %s" % (what, "; ".join(problems)))
 
 
 def _rdb_artifact(backup):

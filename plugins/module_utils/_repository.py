@@ -26,8 +26,9 @@ import re
 import threading
 import time
 
-from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, KeelError
-from ansible_collections.keel.ops.plugins.module_utils._pipeline import COMPRESSIONS, IntegrityError, sha256_of
+from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, IntegrityError, KeelError
+from ansible_collections.keel.ops.plugins.module_utils._backup.compression import COMPRESSIONS
+from ansible_collections.keel.ops.plugins.module_utils._backup.pipeline import sha256_of
 from ansible_collections.keel.ops.plugins.module_utils._backup.storage.base import NotFound, StorageError
 from ansible_collections.keel.ops.plugins.module_utils._backup.storage.lock import (
     describe_holder,

@@ -21,8 +21,7 @@ import base64
 import hashlib
 import json
 
-from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, DependencyError
-from ansible_collections.keel.ops.plugins.module_utils._pipeline import IntegrityError
+from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, DependencyError, IntegrityError
 
 ALGORITHM = "ed25519"
 

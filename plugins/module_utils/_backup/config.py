@@ -9,7 +9,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.keel.ops.plugins.module_utils import _pipeline as pipeline
+from ansible_collections.keel.ops.plugins.module_utils._backup import compression, encryption
 from ansible_collections.keel.ops.plugins.module_utils._signing import Signer, Trust
 from ansible_collections.keel.ops.plugins.module_utils._backup.storage.url import check_repository
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError
@@ -32,7 +32,7 @@ class BackupConfig:
         config.s3 = s3_options(params)
         check_repository(params["repository"], config.s3)
         config.signer, config.trust = signing_from_params(params)
-        config.compression_level = pipeline.validate_compression(
+        config.compression_level = compression.validate_compression(
             params.get("compression") or "zstd", params.get("compression_level"))
         validate_retention(params)
         config.recipients, config.passphrase = encryption_from_params(params)
@@ -97,7 +97,7 @@ def s3_options(params):
 
 def encryption_from_params(params):
     """(recipients as (text, object) pairs, passphrase or None) from the encryption_* options."""
-    recipients = [(text, pipeline.parse_recipient(text, "encryption_recipients[%d]" % index))
+    recipients = [(text, encryption.parse_recipient(text, "encryption_recipients[%d]" % index))
                   for index, text in enumerate(recipient_texts(params))]
     return recipients, read_secret_file(params.get("encryption_passphrase_file"), "encryption_passphrase_file")
 

@@ -9,7 +9,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.keel.ops.plugins.module_utils import _pipeline as pipeline
+from ansible_collections.keel.ops.plugins.module_utils._backup import compression, encryption, pipeline
+from ansible_collections.keel.ops.plugins.module_utils._errors import DecryptionKeyError
 from ansible_collections.keel.ops.plugins.module_utils._backup.config import read_secret_file, read_text
 
 
@@ -23,11 +24,11 @@ class Encoder:
         self.algorithm = config.compression or "zstd"
         self.level = config.compression_level
         self.recipients = [recipient for _text, recipient in config.recipients]
-        self.fingerprints = [pipeline.fingerprint(text) for text, _recipient in config.recipients]
+        self.fingerprints = [encryption.fingerprint(text) for text, _recipient in config.recipients]
         self.passphrase = config.passphrase
         self.wrapped_key = None
         if self.passphrase:
-            identity, self.wrapped_key = pipeline.new_passphrase_identity(self.passphrase)
+            identity, self.wrapped_key = encryption.new_passphrase_identity(self.passphrase)
             self.recipients.append(identity.to_public())
 
     @property
@@ -35,23 +36,23 @@ class Encoder:
         return bool(self.recipients)
 
     def artifact_name(self, stem):
-        return stem + pipeline.EXTENSIONS[self.algorithm] + (".age" if self.encrypted else "")
+        return stem + compression.EXTENSIONS[self.algorithm] + (".age" if self.encrypted else "")
 
     def manifest(self):
-        encryption = None
+        sealed = None
         if self.encrypted:
-            encryption = {"method": "age", "recipients": self.fingerprints, "passphrase": bool(self.passphrase)}
-        return {"compression": {"algorithm": self.algorithm, "level": self.level}, "encryption": encryption}
+            sealed = {"method": "age", "recipients": self.fingerprints, "passphrase": bool(self.passphrase)}
+        return {"compression": {"algorithm": self.algorithm, "level": self.level}, "encryption": sealed}
 
     def write(self, source, writer):
         """Stream source into writer; return (bytes read from source, bytes stored, sha256 of stored)."""
         counted = pipeline.CountingReader(source)
         hashed = pipeline.HashingWriter(writer)
         background = pipeline.BackgroundWriter(hashed)  # hashing and storage I/O off the producing thread
-        compressed = pipeline.compressing_reader(counted, self.algorithm, self.level)
+        compressed = compression.compressing_reader(counted, self.algorithm, self.level)
         try:
             if self.encrypted:
-                pipeline.encrypt(compressed, background, self.recipients)
+                encryption.encrypt(compressed, background, self.recipients)
             else:
                 pipeline.copy(compressed, background)
         finally:
@@ -90,27 +91,27 @@ class _ProbeWriter:
 
 def open_identities(config, repo, backup):
     """The keys that open an encrypted backup, proven on its first artifact before anything is touched."""
-    encryption = backup.manifest.get("encryption")
-    if not encryption:
+    sealed = backup.manifest.get("encryption")
+    if not sealed:
         return None
     identities = []
     if config.decryption_identity_file:
-        identities += pipeline.parse_identities(read_text(config.decryption_identity_file, "decryption_identity_file"),
+        identities += encryption.parse_identities(read_text(config.decryption_identity_file, "decryption_identity_file"),
                                                 config.decryption_identity_file)
     passphrase = read_secret_file(config.decryption_passphrase_file, "decryption_passphrase_file")
-    if passphrase and encryption.get("passphrase"):
+    if passphrase and sealed.get("passphrase"):
         with repo.open_artifact(backup.id, KEY_ARTIFACT) as reader:
-            identities.append(pipeline.open_passphrase_identity(reader.read(), passphrase))
+            identities.append(encryption.open_passphrase_identity(reader.read(), passphrase))
     if not identities:
-        raise pipeline.DecryptionKeyError(
+        raise DecryptionKeyError(
             "backup %s is encrypted (recipients %s%s): give decryption_identity_file%s"
-            % (backup.id, ", ".join(encryption["recipients"]) or "none",
-               ", passphrase" if encryption.get("passphrase") else "",
-               " or decryption_passphrase_file" if encryption.get("passphrase") else ""))
+            % (backup.id, ", ".join(sealed["recipients"]) or "none",
+               ", passphrase" if sealed.get("passphrase") else "",
+               " or decryption_passphrase_file" if sealed.get("passphrase") else ""))
     data_artifact = next(a for a in backup.manifest["artifacts"] if a["kind"] != "key")
     with repo.open_artifact(backup.id, data_artifact["name"]) as reader:
         try:
-            pipeline.decrypt(reader, _ProbeWriter(), identities)
+            encryption.decrypt(reader, _ProbeWriter(), identities)
         except _KeyWorks:
             return identities
     return identities
@@ -119,10 +120,10 @@ def open_identities(config, repo, backup):
 def stream_into(repo, backup, artifact, identities, consumer_stdin):
     """Storage -> (decrypt) -> decompress -> a child's stdin."""
     algorithm = backup.manifest["compression"]["algorithm"]
-    sink = pipeline.decompressing_writer(consumer_stdin, algorithm)
+    sink = compression.decompressing_writer(consumer_stdin, algorithm)
     with repo.open_artifact(backup.id, artifact["name"]) as reader:
         if identities:
-            pipeline.decrypt(reader, sink, identities)
+            encryption.decrypt(reader, sink, identities)
         else:
             pipeline.copy(reader, sink)
     sink.close()

@@ -19,8 +19,6 @@ from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigErro
 from ansible_collections.keel.ops.plugins.module_utils._repository import RETENTION_OPTIONS, Repository, new_backup_id, plan_retention, retention_configured
 
 
-
-
 def _policy(config):
     return dict((option, getattr(config, option, None)) for option in RETENTION_OPTIONS)
 

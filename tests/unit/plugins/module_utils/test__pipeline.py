@@ -7,37 +7,37 @@ import tarfile
 import pytest
 from pyrage import x25519
 
-from ansible_collections.keel.ops.plugins.module_utils import _pipeline as p
-from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError
+from ansible_collections.keel.ops.plugins.module_utils._backup import compression, dirstream, encryption, pipeline
+from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, DecryptionKeyError, IntegrityError
 
 DATA = os.urandom(3 * 1024 * 1024 + 17) + b"compressible " * 200000
 
 
 def store(data, algorithm, recipients=()):
     """Run the backup direction: returns (stored bytes, raw size, stored size, sha256)."""
-    source = p.CountingReader(io.BytesIO(data))
+    source = pipeline.CountingReader(io.BytesIO(data))
     out = io.BytesIO()
-    hashed = p.HashingWriter(out)
-    compressed = p.compressing_reader(source, algorithm, p.DEFAULT_LEVELS[algorithm])
+    hashed = pipeline.HashingWriter(out)
+    compressed = compression.compressing_reader(source, algorithm, compression.DEFAULT_LEVELS[algorithm])
     if recipients:
-        p.encrypt(compressed, hashed, list(recipients))
+        encryption.encrypt(compressed, hashed, list(recipients))
     else:
-        p.copy(compressed, hashed)
+        pipeline.copy(compressed, hashed)
     return out.getvalue(), source.size, hashed.size, hashed.sha256
 
 
 def load(stored, algorithm, identities=()):
     out = io.BytesIO()
-    sink = p.decompressing_writer(out, algorithm)
+    sink = compression.decompressing_writer(out, algorithm)
     if identities:
-        p.decrypt(io.BytesIO(stored), sink, list(identities))
+        encryption.decrypt(io.BytesIO(stored), sink, list(identities))
     else:
-        p.copy(io.BytesIO(stored), sink)
+        pipeline.copy(io.BytesIO(stored), sink)
     sink.close()
     return out.getvalue()
 
 
-@pytest.mark.parametrize("algorithm", p.COMPRESSIONS)
+@pytest.mark.parametrize("algorithm", compression.COMPRESSIONS)
 def test_round_trip_with_and_without_encryption(algorithm):
     identity = x25519.Identity.generate()
     for recipients, identities in (((), ()), ((identity.to_public(),), (identity,))):
@@ -55,20 +55,20 @@ def test_compression_shrinks_compressible_data():
 @pytest.mark.parametrize("algorithm", ["zstd", "gzip"])
 def test_truncated_compressed_stream_is_detected(algorithm):
     stored, _raw, _size, _digest = store(DATA, algorithm)
-    with pytest.raises(p.IntegrityError, match="truncated|does not decompress"):
+    with pytest.raises(IntegrityError, match="truncated|does not decompress"):
         load(stored[:-100], algorithm)
 
 
 def test_wrong_key_flipped_byte_and_truncation_are_told_apart():
     identity = x25519.Identity.generate()
     stored, _raw, _size, _digest = store(DATA, "zstd", [identity.to_public()])
-    with pytest.raises(p.DecryptionKeyError, match="none of the decryption keys"):
+    with pytest.raises(DecryptionKeyError, match="none of the decryption keys"):
         load(stored, "zstd", [x25519.Identity.generate()])
     flipped = bytearray(stored)
     flipped[len(flipped) // 2] ^= 1
-    with pytest.raises(p.IntegrityError, match="modified or truncated"):
+    with pytest.raises(IntegrityError, match="modified or truncated"):
         load(bytes(flipped), "zstd", [identity])
-    with pytest.raises(p.IntegrityError):
+    with pytest.raises(IntegrityError):
         load(stored[:-50], "zstd", [identity])
 
 
@@ -81,29 +81,29 @@ def test_a_failing_consumer_keeps_its_own_error():
             raise BrokenPipeError("consumer went away")
 
     with pytest.raises(BrokenPipeError, match="consumer went away"):
-        p.decrypt(io.BytesIO(stored), p.decompressing_writer(Broken(), "none"), [identity])
+        encryption.decrypt(io.BytesIO(stored), compression.decompressing_writer(Broken(), "none"), [identity])
 
 
 def test_passphrase_wraps_a_per_backup_identity():
-    identity, wrapped = p.new_passphrase_identity("s3cret phrase")
+    identity, wrapped = encryption.new_passphrase_identity("s3cret phrase")
     assert b"s3cret" not in wrapped and str(identity).encode() not in wrapped
-    assert str(p.open_passphrase_identity(wrapped, "s3cret phrase")) == str(identity)
-    with pytest.raises(p.DecryptionKeyError, match="wrong passphrase"):
-        p.open_passphrase_identity(wrapped, "guess")
+    assert str(encryption.open_passphrase_identity(wrapped, "s3cret phrase")) == str(identity)
+    with pytest.raises(DecryptionKeyError, match="wrong passphrase"):
+        encryption.open_passphrase_identity(wrapped, "guess")
 
 
 def test_recipients_and_identities_parsing():
     identity = x25519.Identity.generate()
     public = str(identity.to_public())
-    assert str(p.parse_recipient(public, "r")) == public
+    assert str(encryption.parse_recipient(public, "r")) == public
     with pytest.raises(ConfigError, match="never give a secret key here"):
-        p.parse_recipient(str(identity), "encryption_recipients[0]")
-    assert p.fingerprint(public) == p.fingerprint(public + "\n") and p.fingerprint(public).startswith("sha256:")
-    assert len(p.parse_identities("# comment\n\n%s\n" % identity, "f")) == 1
-    with pytest.raises(p.DecryptionKeyError, match="line 1 is not an age identity"):
-        p.parse_identities("not a key\n", "f")
-    with pytest.raises(p.DecryptionKeyError, match="holds no age identity"):
-        p.parse_identities("# only comments\n", "f")
+        encryption.parse_recipient(str(identity), "encryption_recipients[0]")
+    assert encryption.fingerprint(public) == encryption.fingerprint(public + "\n") and encryption.fingerprint(public).startswith("sha256:")
+    assert len(encryption.parse_identities("# comment\n\n%s\n" % identity, "f")) == 1
+    with pytest.raises(DecryptionKeyError, match="line 1 is not an age identity"):
+        encryption.parse_identities("not a key\n", "f")
+    with pytest.raises(DecryptionKeyError, match="holds no age identity"):
+        encryption.parse_identities("# only comments\n", "f")
 
 
 @pytest.mark.parametrize("algorithm, level, message", [
@@ -114,11 +114,11 @@ def test_recipients_and_identities_parsing():
 ])
 def test_compression_validation(algorithm, level, message):
     with pytest.raises(ConfigError, match=message):
-        p.validate_compression(algorithm, level)
+        compression.validate_compression(algorithm, level)
 
 
 def test_default_levels():
-    assert p.validate_compression("zstd", None) == 1 and p.validate_compression("gzip", None) == 6
+    assert compression.validate_compression("zstd", None) == 1 and compression.validate_compression("gzip", None) == 6
 
 
 def _tar_with(*members):
@@ -133,7 +133,7 @@ def _tar_with(*members):
 
 def test_directory_artifacts_are_extracted_as_plain_data(tmp_path):
     """A repository is data: a directory artifact cannot plant a setuid binary or files owned by someone else."""
-    writer = p.DirectoryWriter(str(tmp_path / "out"))
+    writer = dirstream.DirectoryWriter(str(tmp_path / "out"))
     writer.write(_tar_with(("toc.dat", 0o4755, b"#!/bin/sh\n"), ("1.dat", 0o600, b"rows")))
     writer.close()
     info = os.stat(tmp_path / "out" / "toc.dat")
@@ -143,8 +143,8 @@ def test_directory_artifacts_are_extracted_as_plain_data(tmp_path):
 
 @pytest.mark.parametrize("name", ["../escape.dat", "a/../../escape.dat", "/etc/escape.dat"])
 def test_directory_artifacts_cannot_reach_outside(tmp_path, name):
-    writer = p.DirectoryWriter(str(tmp_path / "out"))
-    with pytest.raises(p.IntegrityError, match="unexpected entry"):
+    writer = dirstream.DirectoryWriter(str(tmp_path / "out"))
+    with pytest.raises(IntegrityError, match="unexpected entry"):
         writer.write(_tar_with((name, 0o644, b"x")))
         writer.close()
     assert not (tmp_path / "escape.dat").exists()

@@ -9,8 +9,7 @@ import pytest
 
 from ansible_collections.keel.ops.plugins.module_utils import _redis as rd
 from ansible_collections.keel.ops.plugins.module_utils import _redis_snapshot as engine
-from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, DependencyError, KeelError
-from ansible_collections.keel.ops.plugins.module_utils._pipeline import IntegrityError
+from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, DependencyError, IntegrityError, KeelError
 
 
 class FakeServer:

@@ -12,7 +12,7 @@ import pytest
 
 from ansible_collections.keel.ops.plugins.module_utils._backup import lifecycle
 from ansible_collections.keel.ops.plugins.module_utils._backup.config import Reporter
-from ansible_collections.keel.ops.plugins.module_utils._pipeline import IntegrityError
+from ansible_collections.keel.ops.plugins.module_utils._errors import IntegrityError
 from ansible_collections.keel.ops.plugins.module_utils._repository import BackupNotFound, Repository, new_backup_id
 from ansible_collections.keel.ops.plugins.module_utils._signing import Signer, Trust
 from ansible_collections.keel.ops.plugins.module_utils._backup.storage.local import LocalStorage
