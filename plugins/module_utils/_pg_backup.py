@@ -19,12 +19,12 @@ import subprocess
 import threading
 import time
 
+from ansible_collections.keel.ops.plugins.module_utils import _postgres as pg
+from ansible_collections.keel.ops.plugins.module_utils import _process as process
 from ansible_collections.keel.ops.plugins.module_utils._backup import dirstream, encoding, lifecycle, listing, pipeline
 from ansible_collections.keel.ops.plugins.module_utils._backup.config import VERSION, BackupConfig
-from ansible_collections.keel.ops.plugins.module_utils import _process as process
-from ansible_collections.keel.ops.plugins.module_utils import _postgres as pg
+from ansible_collections.keel.ops.plugins.module_utils._backup.manifest import isoformat, utcnow
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, IntegrityError, KeelError
-from ansible_collections.keel.ops.plugins.module_utils._repository import isoformat, utcnow
 
 
 class PgBackupConfig(BackupConfig):

@@ -27,13 +27,13 @@ import subprocess
 import tempfile
 import time
 
-from ansible_collections.keel.ops.plugins.module_utils._backup import encoding, lifecycle, listing
-from ansible_collections.keel.ops.plugins.module_utils._backup.config import VERSION, BackupConfig
 from ansible_collections.keel.ops.plugins.module_utils import _process as process
-from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, DependencyError, IntegrityError, KeelError
 from ansible_collections.keel.ops.plugins.module_utils import _redis as rd
 from ansible_collections.keel.ops.plugins.module_utils import _redis_files as files
-from ansible_collections.keel.ops.plugins.module_utils import _repository as repository
+from ansible_collections.keel.ops.plugins.module_utils._backup import encoding, lifecycle, listing
+from ansible_collections.keel.ops.plugins.module_utils._backup.config import VERSION, BackupConfig
+from ansible_collections.keel.ops.plugins.module_utils._backup.manifest import isoformat, utcnow
+from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, DependencyError, IntegrityError, KeelError
 
 ARTIFACT_STEM = "dump.rdb"
 CONFLICTS_LISTED = 10
@@ -102,7 +102,7 @@ def _workdir():
 
 
 def _now():
-    return repository.isoformat(repository.utcnow())
+    return isoformat(utcnow())
 
 
 # --- stop and start hooks ---------------------------------------------------------------------------
@@ -382,7 +382,7 @@ def _open_rdb(config, server, disk):
 
 def _take_snapshot(config, server, facts, binary, repo, encoder, disk, workdir, backup_id):
     """Write the snapshot's artifacts and return its manifest; run_backup() commits it."""
-    started = repository.utcnow()
+    started = utcnow()
     clock = time.monotonic()
     artifacts = []
     checker = source = None
@@ -414,7 +414,7 @@ def _take_snapshot(config, server, facts, binary, repo, encoder, disk, workdir, 
         manifest = dict(encoder.manifest(), id=backup_id, kind="redis", format="rdb", source=source_info,
                         tool={"name": "keel.ops.redis_snapshot", "version": VERSION,
                               "checker": binary.describe("redis-check-rdb")},
-                        started=repository.isoformat(started), finished=_now(), duration=duration,
+                        started=isoformat(started), finished=_now(), duration=duration,
                         labels=config.labels or {}, artifacts=artifacts, statistics=stats, method=method)
         return manifest
     except BaseException:
@@ -516,7 +516,7 @@ def restore(config, reporter):
             binary = _check_binary(config, chosen, [facts["executable"]], max_rdb=plan["target_rdb_version"],
                                    purpose="read the snapshot through a temporary redis-server whose DUMP the "
                                            "target reads")
-        plan.update(backup_id=chosen.id, backup_time=repository.isoformat(chosen.time), source=repo.source,
+        plan.update(backup_id=chosen.id, backup_time=isoformat(chosen.time), source=repo.source,
                     snapshot_keys=stats["keys"], redis_binary=binary.describe())
         if reporter.check_mode:
             return dict(changed=True, plan=plan, backup_id=chosen.id, msg="would restore snapshot %s into %s by %s"

@@ -10,10 +10,11 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.keel.ops.plugins.module_utils._backup import compression, encryption
+from ansible_collections.keel.ops.plugins.module_utils._backup.manifest import parse_timestamp
+from ansible_collections.keel.ops.plugins.module_utils._backup.retention import validate_retention
 from ansible_collections.keel.ops.plugins.module_utils._backup.signing import Signer, Trust
 from ansible_collections.keel.ops.plugins.module_utils._backup.storage.url import check_repository
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError
-from ansible_collections.keel.ops.plugins.module_utils._repository import parse_timestamp, validate_retention
 
 
 VERSION = "0.1.0"

@@ -10,8 +10,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.keel.ops.plugins.module_utils._backup import compression, encryption, pipeline
-from ansible_collections.keel.ops.plugins.module_utils._errors import DecryptionKeyError
 from ansible_collections.keel.ops.plugins.module_utils._backup.config import read_secret_file, read_text
+from ansible_collections.keel.ops.plugins.module_utils._errors import DecryptionKeyError
 
 
 KEY_ARTIFACT = "key.age"

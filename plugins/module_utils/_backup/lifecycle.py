@@ -13,38 +13,12 @@ __metaclass__ = type
 import contextlib
 
 from ansible_collections.keel.ops.plugins.module_utils._backup.config import s3_options, signing_from_params
+from ansible_collections.keel.ops.plugins.module_utils._backup.manifest import new_backup_id
+from ansible_collections.keel.ops.plugins.module_utils._backup.repository import Repository
+from ansible_collections.keel.ops.plugins.module_utils._backup.retention import RETENTION_OPTIONS, apply_retention, policy_of, retention_configured
 from ansible_collections.keel.ops.plugins.module_utils._backup.storage.base import StorageError
 from ansible_collections.keel.ops.plugins.module_utils._backup.storage.url import open_storage
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError
-from ansible_collections.keel.ops.plugins.module_utils._repository import RETENTION_OPTIONS, Repository, new_backup_id, plan_retention, retention_configured
-
-
-def _policy(config):
-    return dict((option, getattr(config, option, None)) for option in RETENTION_OPTIONS)
-
-
-def apply_retention(repo, config, reporter, exclude=()):
-    """Grandfather-father-son retention. `exclude` (the backup this run committed) is never deleted, whatever the
-    ids of other writers say about time; backups a restore holds are kept until it is done."""
-    policy = _policy(config)
-    if not retention_configured(policy):
-        return {"applied": False, "kept": [], "deleted": []}
-    backups = repo.list()
-    keep, delete = plan_retention([(b.id, b.time) for b in backups], policy)
-    for backup_id in exclude:
-        if backup_id in delete:
-            delete.remove(backup_id)
-            keep[backup_id] = ["taken by this run"]
-    held = repo.live_holds()
-    for backup_id in [b for b in delete if b in held]:
-        delete.remove(backup_id)
-        keep[backup_id] = ["held by %s" % ", ".join(held[backup_id])]
-    if not reporter.check_mode:
-        deleted = repo.delete(delete)
-        for backup_id in set(delete) - set(deleted):
-            keep[backup_id] = ["held by a restore that started meanwhile"]
-        delete = deleted
-    return {"applied": True, "kept": sorted(keep, reverse=True), "deleted": delete, "reasons": keep}
 
 
 def run_backup(repo, config, reporter, take):
@@ -75,7 +49,7 @@ def run_backup(repo, config, reporter, take):
 def prune(repo, config, reporter):
     """state=absent of every backup kind: retention only, under the lock; without a keep_* option there is nothing
     to do, which is an error. Returns (retention result, what cleanup removed)."""
-    if not retention_configured(_policy(config)):
+    if not retention_configured(policy_of(config)):
         raise ConfigError("state=absent applies retention: set at least one of %s" % ", ".join(RETENTION_OPTIONS))
     if reporter.check_mode:
         return apply_retention(repo, config, reporter), []

@@ -9,8 +9,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.keel.ops.plugins.module_utils._backup.lifecycle import open_repository, open_repository_storage
+from ansible_collections.keel.ops.plugins.module_utils._backup.manifest import parse_timestamp, utcnow, validate_source
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError
-from ansible_collections.keel.ops.plugins.module_utils._repository import parse_timestamp, utcnow, validate_source
 
 
 def _listed(backup, params, since):

@@ -2,17 +2,9 @@ import datetime
 
 import pytest
 
+from ansible_collections.keel.ops.plugins.module_utils._backup.manifest import backup_time, is_backup_id, new_backup_id, parse_timestamp, validate_source
+from ansible_collections.keel.ops.plugins.module_utils._backup.retention import plan_retention, retention_configured, validate_retention
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError
-from ansible_collections.keel.ops.plugins.module_utils._repository import (
-    backup_time,
-    is_backup_id,
-    new_backup_id,
-    parse_timestamp,
-    plan_retention,
-    retention_configured,
-    validate_retention,
-    validate_source,
-)
 
 UTC = datetime.timezone.utc
 

@@ -12,11 +12,12 @@ import pytest
 
 from ansible_collections.keel.ops.plugins.module_utils._backup import lifecycle
 from ansible_collections.keel.ops.plugins.module_utils._backup.config import Reporter
+from ansible_collections.keel.ops.plugins.module_utils._backup.manifest import new_backup_id
+from ansible_collections.keel.ops.plugins.module_utils._backup.repository import BackupNotFound, Repository
 from ansible_collections.keel.ops.plugins.module_utils._backup.signing import Signer, Trust
 from ansible_collections.keel.ops.plugins.module_utils._backup.storage.local import LocalStorage
 from ansible_collections.keel.ops.plugins.module_utils._backup.storage.lock import holder_record
 from ansible_collections.keel.ops.plugins.module_utils._errors import IntegrityError
-from ansible_collections.keel.ops.plugins.module_utils._repository import BackupNotFound, Repository, new_backup_id
 
 
 def make_backup(repo, data=b"dump bytes", backup_id=None, **extra):

@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: keel.ops contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The backup repository: layout, manifests, one writer per source, selection and retention.
+"""The backup repository: its layout, one writer per source, selecting, committing and deleting backups, and
+the holds that keep retention off a backup while it is read.
 
     <repo>/<kind>/<source>/<backup_id>/manifest.json   written last: present = the backup exists
     <repo>/<kind>/<source>/<backup_id>/<artifact>      each listed in the manifest with size and sha256
@@ -11,7 +12,8 @@
     <repo>/<kind>/<source>/.holds/<backup_id>.<token>  a restore or verification reading that backup: retention
                                                        leaves it alone while the hold is live
 
-It works on any Storage of _backup/storage (local directory or S3), so both behave the same.
+It works on any Storage of _backup/storage (local directory or S3), so both behave the same. What a manifest
+holds, and what it must hold to be believed, is manifest.py's; which backups retention keeps, retention.py's.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -21,13 +23,20 @@ __metaclass__ = type
 import contextlib
 import datetime
 import json
-import os
-import re
 import threading
 import time
 
-from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, IntegrityError, KeelError
-from ansible_collections.keel.ops.plugins.module_utils._backup.compression import COMPRESSIONS
+from ansible_collections.keel.ops.plugins.module_utils._backup.manifest import (
+    FORMAT_VERSION,
+    KINDS,
+    Backup,
+    check_manifest,
+    is_backup_id,
+    isoformat,
+    parse_timestamp,
+    utcnow,
+    validate_source,
+)
 from ansible_collections.keel.ops.plugins.module_utils._backup.pipeline import sha256_of
 from ansible_collections.keel.ops.plugins.module_utils._backup.storage.base import NotFound, StorageError
 from ansible_collections.keel.ops.plugins.module_utils._backup.storage.lock import (
@@ -36,6 +45,8 @@ from ansible_collections.keel.ops.plugins.module_utils._backup.storage.lock impo
     parse_record,
     process_gone,
 )
+from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, IntegrityError, KeelError
+
 
 MANIFEST = "manifest.json"
 VERIFIED = "verified.json"
@@ -43,89 +54,10 @@ SIGNATURE = ".sig"
 LOCK = ".lock"
 HOLDS = ".holds"
 HOLD_TTL = 600
-FORMAT_VERSION = 1
-KINDS = ("postgres", "redis", "files")
-ID_TIME_FORMAT = "%Y%m%dT%H%M%S"
-_ID_PATTERN = re.compile(r"^\d{8}T\d{9}Z-[0-9a-f]{6}$")
-_SOURCE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 
 
 class BackupNotFound(KeelError):
     """No backup matches what was asked for."""
-
-
-def utcnow():
-    return datetime.datetime.now(datetime.timezone.utc)
-
-
-def new_backup_id(now=None):
-    """A backup id that sorts by time: UTC time to the millisecond, then a random suffix against collisions."""
-    now = now or utcnow()
-    return "%s%03dZ-%s" % (now.strftime(ID_TIME_FORMAT), now.microsecond // 1000, os.urandom(3).hex())
-
-
-def backup_time(backup_id):
-    stamp = backup_id.split("-")[0]
-    moment = datetime.datetime.strptime(stamp[:15], ID_TIME_FORMAT)
-    return moment.replace(microsecond=int(stamp[15:18]) * 1000, tzinfo=datetime.timezone.utc)
-
-
-def is_backup_id(name):
-    return bool(_ID_PATTERN.match(name))
-
-
-def isoformat(moment):
-    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_timestamp(text, option):
-    """Parse an ISO 8601 timestamp (naive means UTC) for options like 'before'."""
-    try:
-        moment = datetime.datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace(" ", "T"))
-    except ValueError:
-        raise ConfigError("%s must be an ISO 8601 timestamp such as 2026-11-23T04:00:00Z, got %r" % (option, text))
-    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)
-
-
-def validate_source(name):
-    if not _SOURCE_PATTERN.match(name or ""):
-        raise ConfigError("source %r is not usable as a repository folder name: use letters, digits, '.', '_' "
-                          "and '-' (at most 128, not starting with '.' or '-')" % name)
-    return name
-
-
-class Backup:
-    """One complete backup: its id, time, manifest and last verification."""
-
-    def __init__(self, manifest, verified=None):
-        self.manifest = manifest
-        self.id = manifest["id"]
-        self.time = backup_time(self.id)
-        self.verified = verified
-
-    @property
-    def size(self):
-        return sum(artifact["size"] for artifact in self.manifest["artifacts"])
-
-    def summary(self):
-        manifest = self.manifest
-        encryption = manifest.get("encryption")
-        return {
-            "backup_id": self.id,
-            "time": isoformat(self.time),
-            "source": manifest["source"],
-            "size": self.size,
-            "artifacts": [artifact["name"] for artifact in manifest["artifacts"]],
-            "format": manifest.get("format"),
-            "compression": manifest.get("compression", {}).get("algorithm"),
-            "encrypted": bool(encryption),
-            "encryption": encryption,
-            "duration": manifest.get("duration"),
-            "labels": manifest.get("labels", {}),
-            "last_verified": (self.verified or {}).get("time"),
-            "verification": self.verified,
-        }
 
 
 def _hold_expired(record):
@@ -133,52 +65,6 @@ def _hold_expired(record):
         return parse_timestamp(record["expires"], "expires") < utcnow()
     except (KeyError, TypeError, AttributeError, ConfigError):
         return True  # not a hold record of ours: it holds nothing
-
-
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _artifact_ok(artifact):
-    return (isinstance(artifact, dict) and isinstance(artifact.get("name"), str) and artifact["name"]
-            and "/" not in artifact["name"] and not artifact["name"].startswith(".")
-            and isinstance(artifact.get("kind", ""), str) and _is_int(artifact.get("size"))
-            and bool(_SHA256_PATTERN.match(str(artifact.get("sha256")))))
-
-
-# What each kind's engine reads from its manifests, beyond what every manifest has.
-_KIND_CHECKS = {
-    "postgres": lambda m: isinstance(m.get("statistics"), dict)
-    and m["source"].get("scope") in ("database", "cluster", "globals"),
-    "redis": lambda m: isinstance(m.get("statistics"), dict) and _is_int(m["statistics"].get("rdb_version"))
-    and _is_int(m["statistics"].get("keys")),
-}
-
-
-def _manifest_problem(manifest, backup_id, kind):
-    if manifest.get("id") != backup_id or not is_backup_id(backup_id):
-        return "its id %r does not match its folder %s" % (manifest.get("id"), backup_id)
-    if not isinstance(manifest.get("artifacts"), list) or not manifest["artifacts"]:
-        return "it lists no artifacts"
-    bad = [artifact for artifact in manifest["artifacts"] if not _artifact_ok(artifact)]
-    if bad:
-        return "artifact entry %r is malformed (name, size and sha256 are required)" % (bad[0],)
-    compression = manifest.get("compression")
-    if not isinstance(compression, dict) or compression.get("algorithm") not in COMPRESSIONS:
-        return "its compression %r is not one of %s" % (compression, ", ".join(COMPRESSIONS))
-    if manifest.get("encryption") is not None and not isinstance(manifest["encryption"], dict):
-        return "its encryption entry is malformed"
-    if not isinstance(manifest.get("source"), dict) or not _KIND_CHECKS.get(kind, lambda m: True)(manifest):
-        return "the source or statistics a %s backup records are missing or malformed" % kind
-    return None
-
-
-def check_manifest(manifest, backup_id, location, kind=None):
-    """A manifest read from a repository is data from elsewhere: prove its shape before anything relies on it."""
-    problem = _manifest_problem(manifest, backup_id, kind)
-    if problem:
-        raise IntegrityError("the manifest of backup %s is not one keel.ops wrote: %s; the backup cannot be trusted"
-                             % (location, problem))
 
 
 class Repository:
@@ -410,53 +296,3 @@ class Repository:
             renewed = dict(record, expires=isoformat(utcnow() + datetime.timedelta(seconds=HOLD_TTL)))
             with contextlib.suppress(StorageError):
                 self.storage.put(key, json.dumps(renewed).encode())
-
-
-# --- retention --------------------------------------------------------------------------------------
-
-RETENTION_OPTIONS = ("keep_last", "keep_daily", "keep_weekly", "keep_monthly")
-
-_PERIODS = {
-    "keep_daily": lambda moment: moment.date().isoformat(),
-    "keep_weekly": lambda moment: "%d-W%02d" % moment.isocalendar()[:2],
-    "keep_monthly": lambda moment: moment.strftime("%Y-%m"),
-}
-
-
-def retention_configured(policy):
-    return any(policy.get(option) is not None for option in RETENTION_OPTIONS)
-
-
-def validate_retention(policy):
-    for option in RETENTION_OPTIONS:
-        value = policy.get(option)
-        if value is not None and value < 0:
-            raise ConfigError("%s must be 0 or more, got %s" % (option, value))
-
-
-def plan_retention(backups, policy):
-    """Grandfather-father-son: which backups to keep (with why) and which to delete.
-
-    `backups` are (id, time) pairs in any order. keep_last keeps the N newest; keep_daily/weekly/monthly keep
-    the newest backup of each of the N most recent days/ISO weeks/months that have one. The newest backup is
-    always kept, whatever the policy says, and without any keep_* option nothing is deleted.
-    """
-    ordered = sorted(backups, key=lambda item: item[1], reverse=True)
-    if not retention_configured(policy):
-        return dict((backup_id, ["no retention policy"]) for backup_id, _moment in ordered), []
-    reasons = dict((backup_id, []) for backup_id, _moment in ordered)
-    for backup_id, _moment in ordered[:policy.get("keep_last") or 0]:
-        reasons[backup_id].append("last")
-    for option, period_of in _PERIODS.items():
-        limit = policy.get(option) or 0
-        seen = []
-        for backup_id, moment in ordered:
-            period = period_of(moment)
-            if period not in seen and len(seen) < limit:
-                seen.append(period)
-                reasons[backup_id].append(option[len("keep_"):])
-    if ordered:
-        reasons[ordered[0][0]].append("newest")
-    keep = dict((backup_id, why) for backup_id, why in reasons.items() if why)
-    delete = [backup_id for backup_id, _moment in ordered if backup_id not in keep]
-    return keep, delete
