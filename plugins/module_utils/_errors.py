@@ -37,6 +37,10 @@ class DecryptionKeyError(KeelError):
     """The key given cannot decrypt the backup (wrong or missing)."""
 
 
+class PostgresError(KeelError):
+    """A PostgreSQL server or client tool refused or failed."""
+
+
 def first_line(error):
     """The first line of an error's text (a Docker API error's explanation when it has one), or its class name."""
     text = str(getattr(error, "explanation", None) or error).strip()

@@ -19,12 +19,16 @@ import subprocess
 import threading
 import time
 
-from ansible_collections.keel.ops.plugins.module_utils import _postgres as pg
 from ansible_collections.keel.ops.plugins.module_utils import _process as process
 from ansible_collections.keel.ops.plugins.module_utils._backup import dirstream, encoding, lifecycle, listing, pipeline
 from ansible_collections.keel.ops.plugins.module_utils._backup.config import VERSION, BackupConfig
 from ansible_collections.keel.ops.plugins.module_utils._backup.manifest import isoformat, utcnow
-from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, IntegrityError, KeelError
+from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, IntegrityError, KeelError, PostgresError, first_line
+from ansible_collections.keel.ops.plugins.module_utils._postgres import catalog as pg_catalog
+from ansible_collections.keel.ops.plugins.module_utils._postgres import conninfo as pg_conninfo
+from ansible_collections.keel.ops.plugins.module_utils._postgres import replace as pg_replace
+from ansible_collections.keel.ops.plugins.module_utils._postgres import scripts as pg_scripts
+from ansible_collections.keel.ops.plugins.module_utils._postgres import tools as pg_tools
 
 
 class PgBackupConfig(BackupConfig):
@@ -33,7 +37,7 @@ class PgBackupConfig(BackupConfig):
     @classmethod
     def from_params(cls, params):
         config = super(PgBackupConfig, cls).from_params(params)
-        config.connection = pg.Connection(host=params.get("login_host") or params.get("login_unix_socket"),
+        config.connection = pg_conninfo.Connection(host=params.get("login_host") or params.get("login_unix_socket"),
                                           port=params.get("login_port") or 5432,
                                           user=params.get("login_user"), password=params.get("login_password"),
                                           database=params.get("maintenance_db") or "postgres",
@@ -55,7 +59,7 @@ class PgBackupConfig(BackupConfig):
             return self.source
         host = self.connection.host or "local"
         host = "local" if host.startswith("/") else host
-        subject = {"database": pg.artifact_stem(database or ""), "cluster": "cluster",
+        subject = {"database": pg_tools.artifact_stem(database or ""), "cluster": "cluster",
                    "globals": "globals"}[self.scope]
         return "%s-%s-%s" % (host, self.connection.port, subject)
 
@@ -83,9 +87,9 @@ class _RowCounter(threading.Thread):
         try:
             conn = config.connection.connect(database, autocommit=False)
             try:
-                pg.import_snapshot(conn, snapshot, lock_timeout=config.lock_wait_timeout,
+                pg_catalog.import_snapshot(conn, snapshot, lock_timeout=config.lock_wait_timeout,
                                    statement_timeout=config.statement_timeout)
-                self.stats = pg.table_statistics(conn, filters)
+                self.stats = pg_catalog.table_statistics(conn, filters)
             finally:
                 conn.rollback()
                 conn.close()
@@ -97,7 +101,7 @@ def _dump_database(config, tools, database, repo, backup_id, encoder, workdir):
     """pg_dump one database into an artifact, with exact row counts taken from the same snapshot."""
     snapshot_conn = config.connection.connect(database, autocommit=False)
     try:
-        snapshot = pg.export_snapshot(snapshot_conn)
+        snapshot = pg_catalog.export_snapshot(snapshot_conn)
         filters = dict(schemas=config.schemas or (), exclude_schemas=config.exclude_schemas or (),
                        tables=config.tables or (), exclude_tables=config.exclude_tables or ())
         counter = _RowCounter(config, database, snapshot, filters)
@@ -110,10 +114,10 @@ def _dump_database(config, tools, database, repo, backup_id, encoder, workdir):
         finally:
             counter.join()
         if counter.error is not None:
-            raise _explained_lock_wait(pg.PostgresError("cannot count the rows the backup must record: %s"
-                                                        % pg.first_line(counter.error)), config, database)
+            raise _explained_lock_wait(PostgresError("cannot count the rows the backup must record: %s"
+                                                        % first_line(counter.error)), config, database)
         if artifact["raw_size"] == 0:
-            raise pg.PostgresError("pg_dump of %s produced no output" % database)
+            raise PostgresError("pg_dump of %s produced no output" % database)
     finally:
         snapshot_conn.rollback()
         snapshot_conn.close()
@@ -125,7 +129,7 @@ def _explained_lock_wait(error, config, database):
     """A dump that gave up waiting for a table lock says so, with what to do, instead of a bare timeout."""
     text = str(error)
     if "lock timeout" in text or ("LOCK TABLE" in text and "statement timeout" in text):
-        return pg.PostgresError("waited lock_wait_timeout (%gs) for a table lock in %s that another session holds "
+        return PostgresError("waited lock_wait_timeout (%gs) for a table lock in %s that another session holds "
                                 "or queues for (a migration?) and gave up, so nothing was stored; run the backup "
                                 "outside that work, or raise lock_wait_timeout. %s"
                                 % (config.lock_wait_timeout, database, text))
@@ -134,11 +138,11 @@ def _explained_lock_wait(error, config, database):
 
 def _dump_stream(config, tools, database, snapshot, filters, repo, backup_id, encoder, workdir):
     """Custom format straight from pg_dump's stdout into the repository: nothing touches the local disk."""
-    argv = pg.pg_dump_argv(tools["pg_dump"], database, snapshot=snapshot, lock_wait_timeout=config.lock_wait_timeout,
+    argv = pg_tools.pg_dump_argv(tools["pg_dump"], database, snapshot=snapshot, lock_wait_timeout=config.lock_wait_timeout,
                            **filters)
     child = process.Child(argv, config.connection.child_env(workdir), workdir, stdout=subprocess.PIPE)
     try:
-        name = encoder.artifact_name(pg.artifact_stem(database) + ".dump")
+        name = encoder.artifact_name(pg_tools.artifact_stem(database) + ".dump")
         artifact = encoding.store_artifact(repo, backup_id, name, encoder, child.proc.stdout)
         child.finish()
     except BaseException:
@@ -150,13 +154,13 @@ def _dump_stream(config, tools, database, snapshot, filters, repo, backup_id, en
 def _dump_directory(config, tools, database, snapshot, filters, repo, backup_id, encoder, workdir):
     """Directory format with parallel pg_dump workers, then stored as one tar artifact. Its files sit on local
     disk in plaintext for a while, which is why from_params() refuses jobs > 1 with encryption."""
-    directory = os.path.join(workdir, pg.local_name(database, ".dir"))
-    argv = pg.pg_dump_argv(tools["pg_dump"], database, snapshot=snapshot, jobs=config.jobs, directory=directory,
+    directory = os.path.join(workdir, pg_tools.local_name(database, ".dir"))
+    argv = pg_tools.pg_dump_argv(tools["pg_dump"], database, snapshot=snapshot, jobs=config.jobs, directory=directory,
                            lock_wait_timeout=config.lock_wait_timeout, **filters)
     process.Child(argv, config.connection.child_env(workdir), workdir).finish()
     reader = dirstream.DirectoryReader(directory)
     try:
-        name = encoder.artifact_name(pg.artifact_stem(database) + ".dir.tar")
+        name = encoder.artifact_name(pg_tools.artifact_stem(database) + ".dir.tar")
         artifact = encoding.store_artifact(repo, backup_id, name, encoder, reader)
     finally:
         reader.close()
@@ -165,7 +169,7 @@ def _dump_directory(config, tools, database, snapshot, filters, repo, backup_id,
 
 
 def _dump_globals(config, tools, repo, backup_id, encoder, workdir, superuser):
-    argv = pg.pg_dumpall_globals_argv(tools["pg_dumpall"], superuser)
+    argv = pg_tools.pg_dumpall_globals_argv(tools["pg_dumpall"], superuser)
     child = process.Child(argv, config.connection.child_env(workdir), workdir, stdout=subprocess.PIPE)
     try:
         name = encoder.artifact_name("globals.sql")
@@ -182,21 +186,21 @@ def _databases_to_dump(config, admin):
     if config.scope == "globals":
         return []
     if config.scope == "cluster":
-        return pg.list_databases(admin)
+        return pg_catalog.list_databases(admin)
     if not config.database:
         raise ConfigError("state=present with scope=database needs database: the database to back up")
-    if not pg.database_exists(admin, config.database):
-        raise pg.PostgresError("database %s does not exist on %s" % (config.database, config.connection.describe()))
+    if not pg_catalog.database_exists(admin, config.database):
+        raise PostgresError("database %s does not exist on %s" % (config.database, config.connection.describe()))
     return [config.database]
 
 
 def backup(config, reporter):
     """state=present: take a backup, then apply retention."""
-    tools = pg.find_tools(config.bin_dir)
+    tools = pg_tools.find_tools(config.bin_dir)
     admin = config.connection.connect()
     try:
-        server = pg.server_info(admin)
-        client = pg.check_client_version(tools["pg_dump"], server["major"], server["version"])
+        server = pg_catalog.server_info(admin)
+        client = pg_tools.check_client_version(tools["pg_dump"], server["major"], server["version"])
         databases = _databases_to_dump(config, admin)
     finally:
         admin.close()
@@ -258,7 +262,7 @@ def _restore_artifact(config, tools, repo, backup, artifact, identities, target,
     path = None
     if on_disk:
         path = _restore_to_disk(repo, backup, artifact, identities, workdir)
-    argv = pg.pg_restore_argv(tools["pg_restore"], target, no_owner=config.no_owner, role=config.role,
+    argv = pg_tools.pg_restore_argv(tools["pg_restore"], target, no_owner=config.no_owner, role=config.role,
                               schemas=_restore_schemas(config), tables=_table_names(config.restore_tables),
                               jobs=config.jobs if on_disk else 1, path=path)
     if clean:
@@ -338,10 +342,10 @@ def _expected_tables(stats, config):
 def _check_restored(config, target, stats, tables, partial):
     conn = config.connection.connect(target)
     try:
-        actual = pg.table_statistics(conn)
+        actual = pg_catalog.table_statistics(conn)
     finally:
         conn.close()
-    problems = pg.compare_statistics(stats, actual, tables=tables if partial else None)
+    problems = pg_catalog.compare_statistics(stats, actual, tables=tables if partial else None)
     if problems:
         raise KeelError("restored database %s does not match backup statistics: %s"
                         % (target, "; ".join(problems)))
@@ -353,13 +357,13 @@ def _target_state(connection, name):
     """'missing', 'empty' or 'not empty': what a restore into `name` would overwrite."""
     admin = connection.connect()
     try:
-        if not pg.database_exists(admin, name):
+        if not pg_catalog.database_exists(admin, name):
             return "missing"
     finally:
         admin.close()
     conn = connection.connect(name)
     try:
-        return "empty" if pg.user_object_count(conn) == 0 else "not empty"
+        return "empty" if pg_catalog.user_object_count(conn) == 0 else "not empty"
     finally:
         conn.close()
 
@@ -375,7 +379,7 @@ def restore(config, reporter):
     A target that holds data is never dropped first: the backup is restored beside it into a staging database,
     checked against the manifest's statistics, and only then swapped in by renaming both in one transaction. Any
     failure before the swap leaves the target as it was."""
-    tools = pg.find_tools(config.bin_dir)
+    tools = pg_tools.find_tools(config.bin_dir)
     repo, chosen = select_backup(config, config.database, reporter)
     if not [a for a in chosen.manifest["artifacts"] if a.get("kind") == "database"] and _globals_artifact(chosen):
         return _restore_only_globals(config, tools, repo, chosen, reporter)
@@ -383,7 +387,7 @@ def restore(config, reporter):
                                   else None)
     stats = _statistics(chosen, artifact)
     target = config.target_database or artifact["database"]
-    pg.validate_identifier(target, "target_database")
+    pg_catalog.validate_identifier(target, "target_database")
     partial = bool(config.restore_schemas or config.restore_tables)
     state = _target_state(config.connection, target)
     if config.restore_globals and not _globals_artifact(chosen):
@@ -393,7 +397,7 @@ def restore(config, reporter):
     plan = {"backup_id": chosen.id, "backup_time": isoformat(chosen.time), "source": repo.source,
             "artifact": artifact["name"], "target_database": target, "target_state": state,
             "restore_globals": bool(config.restore_globals), "drop_target": swap, "partial": partial,
-            "staging_database": pg.staging_name(target) if swap else None,
+            "staging_database": pg_replace.staging_name(target) if swap else None,
             "safety_backup": bool(config.safety_backup and state == "not empty")}
     if state == "not empty" and not config.replace:
         raise KeelError("target database %s is not empty: restoring would overwrite it. Set replace: true to replace "
@@ -460,14 +464,14 @@ def _restore_lock(config, target, reporter):
     previous database that a completed swap did not get to drop is dropped, as that run would have."""
     admin = config.connection.connect()
     try:
-        if not pg.try_restore_lock(admin, target):
+        if not pg_replace.try_restore_lock(admin, target):
             raise KeelError("another restore into %s is running on %s; wait for it to finish"
                             % (target, config.connection.describe()))
-        for leftover, why in ((pg.staging_name(target), "the unfinished copy of a restore that was interrupted"),
-                              (pg.replaced_name(target), "the database that an interrupted restore replaced")):
-            if pg.database_exists(admin, leftover):
+        for leftover, why in ((pg_replace.staging_name(target), "the unfinished copy of a restore that was interrupted"),
+                              (pg_replace.replaced_name(target), "the database that an interrupted restore replaced")):
+            if pg_catalog.database_exists(admin, leftover):
                 reporter.warn("dropped %s, %s into %s" % (leftover, why, target))
-                pg.drop_database(admin, leftover)
+                pg_catalog.drop_database(admin, leftover)
         yield admin
     finally:
         admin.close()
@@ -482,7 +486,7 @@ def _restore_into(config, tools, repo, backup, artifact, identities, plan, stats
     try:
         if config.restore_globals:
             _restore_globals(config, tools, repo, backup, identities, workdir, reporter)
-        owner = config.role or (pg.database_owner(admin, target) if swap else None)
+        owner = config.role or (pg_replace.database_owner(admin, target) if swap else None)
         _prepare_target(config, admin, into, "missing" if swap else plan["target_state"], partial, stats, owner)
         started = time.monotonic()
         # Tables replaced inside a live database: one transaction (jobs: 1), so a failure rolls all of it back.
@@ -494,7 +498,7 @@ def _restore_into(config, tools, repo, backup, artifact, identities, plan, stats
     except BaseException as error:
         if swap:
             with contextlib.suppress(KeelError):
-                pg.drop_database(admin, into)
+                pg_catalog.drop_database(admin, into)
             if isinstance(error, KeelError):
                 raise KeelError("%s. %s was not touched: the backup was restored beside it, into %s, which was "
                                 "dropped again" % (error, target, into))
@@ -502,9 +506,9 @@ def _restore_into(config, tools, repo, backup, artifact, identities, plan, stats
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if swap:
-        previous = pg.swap_in(admin, into, target)
+        previous = pg_replace.swap_in(admin, into, target)
         try:
-            pg.drop_database(admin, previous)
+            pg_catalog.drop_database(admin, previous)
         except KeelError as error:
             reporter.warn("the restored %s is in place; its previous version is kept as %s because dropping it "
                           "failed (%s): drop it when you no longer need it" % (target, previous, error))
@@ -555,7 +559,7 @@ def _restore_globals(config, tools, repo, backup, identities, workdir, reporter)
     refused if it holds any psql meta-command pg_dumpall does not write, before psql sees a byte of it."""
     artifact = _globals_artifact(backup)
     script = _read_globals(repo, backup, artifact, identities)
-    pg.check_globals_script(script, "the globals of backup %s (%s)" % (backup.id, artifact["name"]))
+    pg_scripts.check_globals_script(script, "the globals of backup %s (%s)" % (backup.id, artifact["name"]))
     argv = [tools["psql"], "--no-password", "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=0"]
     child = process.Child(argv, config.connection.child_env(workdir), workdir, stdin=subprocess.PIPE,
                          stdout=subprocess.DEVNULL)
@@ -597,7 +601,7 @@ def _safety_backup(config, target, reporter):
 
 def _prepare_target(config, admin, target, state, partial, stats, owner):
     if state == "missing":
-        pg.create_database(admin, target, owner=owner, encoding=stats.get("encoding"))
+        pg_catalog.create_database(admin, target, owner=owner, encoding=stats.get("encoding"))
     if partial:
         _create_schemas(config, target)
 
@@ -610,7 +614,7 @@ def _create_schemas(config, target):
     try:
         with conn.cursor() as cur:
             for schema in sorted(schemas):
-                cur.execute(pg.sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(pg.sql.Identifier(schema)))
+                cur.execute(pg_catalog.sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(pg_catalog.sql.Identifier(schema)))
     finally:
         conn.close()
 
@@ -619,7 +623,7 @@ def _create_schemas(config, target):
 
 def verify(config, reporter):
     """state=verified: checksums, a restore into a scratch database, the statistics check; recorded."""
-    tools = pg.find_tools(config.bin_dir)
+    tools = pg_tools.find_tools(config.bin_dir)
     repo, chosen = select_backup(config, config.database, reporter)
     databases = [a for a in chosen.manifest["artifacts"] if a.get("kind") == "database"]
     if reporter.check_mode:
@@ -652,8 +656,8 @@ def _verify_database(config, tools, repo, backup, artifact, identities, workdir)
     stats = _statistics(backup, artifact)
     admin = config.connection.connect()
     try:
-        pg.drop_database(admin, scratch)
-        pg.create_database(admin, scratch, encoding=stats.get("encoding"))
+        pg_catalog.drop_database(admin, scratch)
+        pg_catalog.create_database(admin, scratch, encoding=stats.get("encoding"))
     finally:
         admin.close()
     verify_config = PgBackupConfig(**dict(config.__dict__, restore_schemas=None, restore_tables=None))
@@ -665,7 +669,7 @@ def _verify_database(config, tools, repo, backup, artifact, identities, workdir)
     finally:
         admin = config.connection.connect()
         try:
-            pg.drop_database(admin, scratch)
+            pg_catalog.drop_database(admin, scratch)
         finally:
             admin.close()
     return dict(checked, database=artifact["database"], restore_duration=seconds)
