@@ -291,9 +291,9 @@ restore_duration:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.keel.ops.plugins.module_utils import _argspecs as specs
-from ansible_collections.keel.ops.plugins.module_utils import _pg_backup as engine
 from ansible_collections.keel.ops.plugins.module_utils._backup.config import Reporter
 from ansible_collections.keel.ops.plugins.module_utils._errors import module_failures
+from ansible_collections.keel.ops.plugins.module_utils._postgres import logical, restore
 
 ARGUMENT_SPEC = specs.merged(
     specs.REPOSITORY, specs.POSTGRES, specs.ENCRYPTION, specs.RETENTION, specs.BACKUP,
@@ -318,14 +318,14 @@ ARGUMENT_SPEC = specs.merged(
     restore_globals=dict(type="bool", default=False),
 )
 
-ACTIONS = {"present": engine.backup, "restored": engine.restore, "verified": engine.verify, "absent": engine.prune}
+ACTIONS = {"present": logical.backup, "restored": restore.restore, "verified": restore.verify, "absent": logical.prune}
 
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     reporter = Reporter(check_mode=module.check_mode, warn=module.warn)
     with module_failures(module, "pg_backup (state=%s)" % module.params["state"]):
-        config = engine.PgBackupConfig.from_params(module.params)
+        config = logical.PgBackupConfig.from_params(module.params)
         result = ACTIONS[module.params["state"]](config, reporter)
         module.exit_json(**result)
 

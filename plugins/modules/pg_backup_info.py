@@ -99,7 +99,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.keel.ops.plugins.module_utils import _argspecs as specs
 from ansible_collections.keel.ops.plugins.module_utils._backup.config import Reporter
 from ansible_collections.keel.ops.plugins.module_utils._errors import module_failures
-from ansible_collections.keel.ops.plugins.module_utils._pg_backup import describe_backups
+from ansible_collections.keel.ops.plugins.module_utils._postgres.logical import describe_backups
 
 ARGUMENT_SPEC = specs.merged(specs.REPOSITORY, specs.INFO_FILTERS, database=dict(type="str"))
 

@@ -1,11 +1,12 @@
 # -*- coding: utf-8 -*-
 # Copyright: keel.ops contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""pg_backup's engine: back up, restore, verify and prune PostgreSQL backups in a repository.
+"""Restoring logical PostgreSQL backups (state=restored), and proving they restore (state=verified).
 
-Each public function takes a plain PgBackupConfig and a Reporter (warnings, check mode) and returns the
-module's result dict. The work is split so that nothing is touched until it is known to be safe: a restore
-checks checksums and the decryption key before it creates or drops anything.
+Nothing is touched until it is known to be safe: checksums and the decryption key are proven first, a live
+database is replaced by a checked copy built beside it, and every restore is checked against the row counts
+the manifest recorded. Each public function takes a PgBackupConfig and a Reporter and returns the module's
+result dict.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -20,241 +21,16 @@ import threading
 import time
 
 from ansible_collections.keel.ops.plugins.module_utils import _process as process
-from ansible_collections.keel.ops.plugins.module_utils._backup import dirstream, encoding, lifecycle, listing, pipeline
-from ansible_collections.keel.ops.plugins.module_utils._backup.config import VERSION, BackupConfig
+from ansible_collections.keel.ops.plugins.module_utils._backup import dirstream, encoding, pipeline
+from ansible_collections.keel.ops.plugins.module_utils._backup.config import VERSION
 from ansible_collections.keel.ops.plugins.module_utils._backup.manifest import isoformat, utcnow
-from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, IntegrityError, KeelError, PostgresError, first_line
+from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, IntegrityError, KeelError
 from ansible_collections.keel.ops.plugins.module_utils._postgres import catalog as pg_catalog
-from ansible_collections.keel.ops.plugins.module_utils._postgres import conninfo as pg_conninfo
+from ansible_collections.keel.ops.plugins.module_utils._postgres import logical
 from ansible_collections.keel.ops.plugins.module_utils._postgres import replace as pg_replace
 from ansible_collections.keel.ops.plugins.module_utils._postgres import scripts as pg_scripts
 from ansible_collections.keel.ops.plugins.module_utils._postgres import tools as pg_tools
 
-
-class PgBackupConfig(BackupConfig):
-    """Validated options of pg_backup; built from module params by from_params()."""
-
-    @classmethod
-    def from_params(cls, params):
-        config = super(PgBackupConfig, cls).from_params(params)
-        config.connection = pg_conninfo.Connection(host=params.get("login_host") or params.get("login_unix_socket"),
-                                          port=params.get("login_port") or 5432,
-                                          user=params.get("login_user"), password=params.get("login_password"),
-                                          database=params.get("maintenance_db") or "postgres",
-                                          ssl_mode=params.get("ssl_mode"), ca_cert=params.get("ca_cert"))
-        config.jobs = 1 if params.get("jobs") is None else params["jobs"]
-        if config.jobs < 1:
-            raise ConfigError("jobs must be at least 1, got %s" % config.jobs)
-        for option in ("lock_wait_timeout", "statement_timeout"):
-            if (params.get(option) or 0) < 0:
-                raise ConfigError("%s must be a number of seconds, 0 for no limit; got %s" % (option, params[option]))
-        if config.jobs > 1 and config.encrypted:
-            raise ConfigError("jobs > 1 makes pg_dump write a directory of plaintext files before they could be "
-                              "encrypted; with encryption use jobs: 1 (compression still runs on every core)")
-        return config
-
-    def source_name(self, database):
-        """The repository folder for this server and database, unless the user named it."""
-        if self.source:
-            return self.source
-        host = self.connection.host or "local"
-        host = "local" if host.startswith("/") else host
-        subject = {"database": pg_tools.artifact_stem(database or ""), "cluster": "cluster",
-                   "globals": "globals"}[self.scope]
-        return "%s-%s-%s" % (host, self.connection.port, subject)
-
-
-def _repository(config, database, reporter):
-    return lifecycle.open_repository(config.__dict__, "postgres", config.source_name(database), reporter)
-
-
-# --- child processes --------------------------------------------------------------------------------
-
-class _RowCounter(threading.Thread):
-    """Count rows in a second connection that imports the dump's snapshot, alongside pg_dump.
-
-    Counting in the exporting connection itself would abort the snapshot on any error (say, a table the role
-    may not read) and pg_dump would fail with a misleading "could not import the requested snapshot"."""
-
-    def __init__(self, config, database, snapshot, filters):
-        threading.Thread.__init__(self)
-        self.args = (config, database, snapshot, filters)
-        self.stats = None
-        self.error = None
-
-    def run(self):
-        config, database, snapshot, filters = self.args
-        try:
-            conn = config.connection.connect(database, autocommit=False)
-            try:
-                pg_catalog.import_snapshot(conn, snapshot, lock_timeout=config.lock_wait_timeout,
-                                   statement_timeout=config.statement_timeout)
-                self.stats = pg_catalog.table_statistics(conn, filters)
-            finally:
-                conn.rollback()
-                conn.close()
-        except Exception as error:  # pylint: disable=broad-except
-            self.error = error
-
-
-def _dump_database(config, tools, database, repo, backup_id, encoder, workdir):
-    """pg_dump one database into an artifact, with exact row counts taken from the same snapshot."""
-    snapshot_conn = config.connection.connect(database, autocommit=False)
-    try:
-        snapshot = pg_catalog.export_snapshot(snapshot_conn)
-        filters = dict(schemas=config.schemas or (), exclude_schemas=config.exclude_schemas or (),
-                       tables=config.tables or (), exclude_tables=config.exclude_tables or ())
-        counter = _RowCounter(config, database, snapshot, filters)
-        counter.start()
-        try:
-            dump = _dump_directory if config.jobs > 1 else _dump_stream
-            artifact = dump(config, tools, database, snapshot, filters, repo, backup_id, encoder, workdir)
-        except process.ToolError as error:
-            raise _explained_lock_wait(error, config, database)
-        finally:
-            counter.join()
-        if counter.error is not None:
-            raise _explained_lock_wait(PostgresError("cannot count the rows the backup must record: %s"
-                                                        % first_line(counter.error)), config, database)
-        if artifact["raw_size"] == 0:
-            raise PostgresError("pg_dump of %s produced no output" % database)
-    finally:
-        snapshot_conn.rollback()
-        snapshot_conn.close()
-    artifact["database"] = database
-    return artifact, counter.stats
-
-
-def _explained_lock_wait(error, config, database):
-    """A dump that gave up waiting for a table lock says so, with what to do, instead of a bare timeout."""
-    text = str(error)
-    if "lock timeout" in text or ("LOCK TABLE" in text and "statement timeout" in text):
-        return PostgresError("waited lock_wait_timeout (%gs) for a table lock in %s that another session holds "
-                                "or queues for (a migration?) and gave up, so nothing was stored; run the backup "
-                                "outside that work, or raise lock_wait_timeout. %s"
-                                % (config.lock_wait_timeout, database, text))
-    return error
-
-
-def _dump_stream(config, tools, database, snapshot, filters, repo, backup_id, encoder, workdir):
-    """Custom format straight from pg_dump's stdout into the repository: nothing touches the local disk."""
-    argv = pg_tools.pg_dump_argv(tools["pg_dump"], database, snapshot=snapshot, lock_wait_timeout=config.lock_wait_timeout,
-                           **filters)
-    child = process.Child(argv, config.connection.child_env(workdir), workdir, stdout=subprocess.PIPE)
-    try:
-        name = encoder.artifact_name(pg_tools.artifact_stem(database) + ".dump")
-        artifact = encoding.store_artifact(repo, backup_id, name, encoder, child.proc.stdout)
-        child.finish()
-    except BaseException:
-        child.kill()
-        raise
-    return dict(artifact, kind="database", format="custom")
-
-
-def _dump_directory(config, tools, database, snapshot, filters, repo, backup_id, encoder, workdir):
-    """Directory format with parallel pg_dump workers, then stored as one tar artifact. Its files sit on local
-    disk in plaintext for a while, which is why from_params() refuses jobs > 1 with encryption."""
-    directory = os.path.join(workdir, pg_tools.local_name(database, ".dir"))
-    argv = pg_tools.pg_dump_argv(tools["pg_dump"], database, snapshot=snapshot, jobs=config.jobs, directory=directory,
-                           lock_wait_timeout=config.lock_wait_timeout, **filters)
-    process.Child(argv, config.connection.child_env(workdir), workdir).finish()
-    reader = dirstream.DirectoryReader(directory)
-    try:
-        name = encoder.artifact_name(pg_tools.artifact_stem(database) + ".dir.tar")
-        artifact = encoding.store_artifact(repo, backup_id, name, encoder, reader)
-    finally:
-        reader.close()
-        shutil.rmtree(directory, ignore_errors=True)
-    return dict(artifact, kind="database", format="directory")
-
-
-def _dump_globals(config, tools, repo, backup_id, encoder, workdir, superuser):
-    argv = pg_tools.pg_dumpall_globals_argv(tools["pg_dumpall"], superuser)
-    child = process.Child(argv, config.connection.child_env(workdir), workdir, stdout=subprocess.PIPE)
-    try:
-        name = encoder.artifact_name("globals.sql")
-        artifact = encoding.store_artifact(repo, backup_id, name, encoder, child.proc.stdout)
-        child.finish()
-    except BaseException:
-        child.kill()
-        raise
-    artifact.update(kind="globals", format="sql")
-    return artifact
-
-
-def _databases_to_dump(config, admin):
-    if config.scope == "globals":
-        return []
-    if config.scope == "cluster":
-        return pg_catalog.list_databases(admin)
-    if not config.database:
-        raise ConfigError("state=present with scope=database needs database: the database to back up")
-    if not pg_catalog.database_exists(admin, config.database):
-        raise PostgresError("database %s does not exist on %s" % (config.database, config.connection.describe()))
-    return [config.database]
-
-
-def backup(config, reporter):
-    """state=present: take a backup, then apply retention."""
-    tools = pg_tools.find_tools(config.bin_dir)
-    admin = config.connection.connect()
-    try:
-        server = pg_catalog.server_info(admin)
-        client = pg_tools.check_client_version(tools["pg_dump"], server["major"], server["version"])
-        databases = _databases_to_dump(config, admin)
-    finally:
-        admin.close()
-    repo = _repository(config, config.database, reporter)
-    plan = {"source": repo.source, "repository": repo.describe(), "databases": databases, "scope": config.scope,
-            "server_version": server["version"]}
-    if reporter.check_mode:
-        return dict(changed=True, plan=plan, backup_id=None, msg="would back up %s into %s"
-                    % (", ".join(databases) or "the globals", repo.describe()))
-    encoder = encoding.Encoder(config)
-    workdir = process.workdir()
-    try:
-        manifest, cleaned, retention = lifecycle.run_backup(
-            repo, config, reporter,
-            lambda backup_id: _take_backup(config, tools, repo, encoder, databases, server, client, workdir, backup_id))
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    artifacts = manifest["artifacts"]
-    size = sum(a["size"] for a in artifacts)
-    raw = sum(a["raw_size"] for a in artifacts)
-    return dict(changed=True, backup_id=manifest["id"], location=repo.describe(manifest["id"]), source=repo.source,
-                size=size, raw_size=raw, duration=manifest["duration"],
-                throughput_mb_s=round(raw / 1e6 / manifest["duration"], 1) if manifest["duration"] else None,
-                artifacts=artifacts, statistics=manifest["statistics"], compression=manifest["compression"],
-                encryption=manifest["encryption"], retention=retention, cleaned_up=cleaned, plan=plan,
-                msg="backup %s of %s: %d bytes stored in %.1fs"
-                % (manifest["id"], ", ".join(databases) or "globals", size, manifest["duration"]))
-
-
-def _take_backup(config, tools, repo, encoder, databases, server, client, workdir, backup_id):
-    """Write every artifact of one backup and return its manifest; run_backup() commits it."""
-    started = utcnow()
-    clock = time.monotonic()
-    artifacts, statistics = [], {}
-    if encoder.wrapped_key:
-        artifacts.append(encoding.store_key(repo, backup_id, encoder))
-    if config.scope in ("cluster", "globals"):
-        artifacts.append(_dump_globals(config, tools, repo, backup_id, encoder, workdir, server["superuser"]))
-    for database in databases:
-        artifact, stats = _dump_database(config, tools, database, repo, backup_id, encoder, workdir)
-        artifacts.append(artifact)
-        statistics[database] = stats
-    duration = round(time.monotonic() - clock, 3)
-    return dict(encoder.manifest(), id=backup_id, kind="postgres", format="pg_dump",
-                source={"name": repo.source, "host": config.connection.host, "port": config.connection.port,
-                        "database": config.database, "scope": config.scope, "server_version": server["version"]},
-                tool={"name": "keel.ops.pg_backup", "version": VERSION, "client": client},
-                started=isoformat(started), finished=isoformat(utcnow()), duration=duration,
-                labels=config.labels or {}, artifacts=artifacts, statistics=statistics,
-                options={"schemas": config.schemas, "exclude_schemas": config.exclude_schemas,
-                         "tables": config.tables, "exclude_tables": config.exclude_tables})
-
-
-# --- restore ----------------------------------------------------------------------------------------
 
 def _restore_artifact(config, tools, repo, backup, artifact, identities, target, workdir, clean=False):
     """Stream the artifact into pg_restore's stdin, or (directory format, or jobs > 1) onto local disk first."""
@@ -368,11 +144,6 @@ def _target_state(connection, name):
         conn.close()
 
 
-def select_backup(config, database_hint, reporter):
-    repo = _repository(config, database_hint, reporter)
-    return repo, repo.select(config.backup_id or "latest", config.before)
-
-
 def restore(config, reporter):
     """state=restored: restore a selected backup into a target database, then check it.
 
@@ -380,7 +151,7 @@ def restore(config, reporter):
     checked against the manifest's statistics, and only then swapped in by renaming both in one transaction. Any
     failure before the swap leaves the target as it was."""
     tools = pg_tools.find_tools(config.bin_dir)
-    repo, chosen = select_backup(config, config.database, reporter)
+    repo, chosen = logical.select_backup(config, config.database, reporter)
     if not [a for a in chosen.manifest["artifacts"] if a.get("kind") == "database"] and _globals_artifact(chosen):
         return _restore_only_globals(config, tools, repo, chosen, reporter)
     artifact = _database_artifact(chosen, config.database if chosen.manifest["source"]["scope"] == "cluster"
@@ -490,7 +261,7 @@ def _restore_into(config, tools, repo, backup, artifact, identities, plan, stats
         _prepare_target(config, admin, into, "missing" if swap else plan["target_state"], partial, stats, owner)
         started = time.monotonic()
         # Tables replaced inside a live database: one transaction (jobs: 1), so a failure rolls all of it back.
-        restore_config = PgBackupConfig(**dict(config.__dict__, jobs=1)) if in_place else config
+        restore_config = logical.PgBackupConfig(**dict(config.__dict__, jobs=1)) if in_place else config
         _restore_artifact(restore_config, tools, repo, backup, artifact, identities, into, workdir, clean=in_place)
         seconds = round(time.monotonic() - started, 3)
         with _flushing(config, swap):
@@ -590,12 +361,12 @@ def _read_globals(repo, backup, artifact, identities):
 
 
 def _safety_backup(config, target, reporter):
-    safety_config = PgBackupConfig(**dict(config.__dict__, state="present", scope="database", database=target,
+    safety_config = logical.PgBackupConfig(**dict(config.__dict__, state="present", scope="database", database=target,
                                           source=(config.safety_source or "%s-pre-restore" % target),
                                           keep_last=None, keep_daily=None, keep_weekly=None, keep_monthly=None,
                                           schemas=None, exclude_schemas=None, tables=None, exclude_tables=None,
                                           labels={"reason": "safety backup before restore"}))
-    result = backup(safety_config, reporter)
+    result = logical.backup(safety_config, reporter)
     return {"backup_id": result["backup_id"], "source": result["source"], "location": result["location"]}
 
 
@@ -619,12 +390,10 @@ def _create_schemas(config, target):
         conn.close()
 
 
-# --- verify -----------------------------------------------------------------------------------------
-
 def verify(config, reporter):
     """state=verified: checksums, a restore into a scratch database, the statistics check; recorded."""
     tools = pg_tools.find_tools(config.bin_dir)
-    repo, chosen = select_backup(config, config.database, reporter)
+    repo, chosen = logical.select_backup(config, config.database, reporter)
     databases = [a for a in chosen.manifest["artifacts"] if a.get("kind") == "database"]
     if reporter.check_mode:
         return dict(changed=False, backup_id=chosen.id, msg="would verify backup %s" % chosen.id,
@@ -660,7 +429,7 @@ def _verify_database(config, tools, repo, backup, artifact, identities, workdir)
         pg_catalog.create_database(admin, scratch, encoding=stats.get("encoding"))
     finally:
         admin.close()
-    verify_config = PgBackupConfig(**dict(config.__dict__, restore_schemas=None, restore_tables=None))
+    verify_config = logical.PgBackupConfig(**dict(config.__dict__, restore_schemas=None, restore_tables=None))
     try:
         started = time.monotonic()
         _restore_artifact(verify_config, tools, repo, backup, artifact, identities, scratch, workdir)
@@ -673,23 +442,3 @@ def _verify_database(config, tools, repo, backup, artifact, identities, workdir)
         finally:
             admin.close()
     return dict(checked, database=artifact["database"], restore_duration=seconds)
-
-
-# --- absent and info --------------------------------------------------------------------------------
-
-def prune(config, reporter):
-    """state=absent: apply retention without taking a backup."""
-    result, cleaned = lifecycle.prune(_repository(config, config.database, reporter), config, reporter)
-    return dict(changed=bool(result["deleted"]), retention=result, deleted=result["deleted"], cleaned_up=cleaned,
-                msg="%s %d backups" % ("would delete" if reporter.check_mode else "deleted", len(result["deleted"])))
-
-
-def _has_database(database):
-    return lambda backup: not database or database in [a.get("database") for a in backup.manifest["artifacts"]]
-
-
-def describe_backups(params, reporter):
-    """pg_backup_info: filtered backups newest first, and whether the newest is older than max_age hours."""
-    backups, age, stale = listing.describe_repository(params, "postgres", reporter,
-                                                     wanted=_has_database(params.get("database")))
-    return dict(backups=[b.summary() for b in backups], count=len(backups), newest_age_hours=age, stale=stale)
