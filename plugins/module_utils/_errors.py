@@ -41,6 +41,14 @@ class PostgresError(KeelError):
     """A PostgreSQL server or client tool refused or failed."""
 
 
+class RedisError(KeelError):
+    """A Redis server refused, failed or could not be reached; the message says which and what to do."""
+
+
+class RedisAuthError(RedisError):
+    """The server refused our credentials (or wants some): waiting for it longer will not help."""
+
+
 def first_line(error):
     """The first line of an error's text (a Docker API error's explanation when it has one), or its class name."""
     text = str(getattr(error, "explanation", None) or error).strip()

@@ -28,12 +28,18 @@ import tempfile
 import time
 
 from ansible_collections.keel.ops.plugins.module_utils import _process as process
-from ansible_collections.keel.ops.plugins.module_utils import _redis as rd
 from ansible_collections.keel.ops.plugins.module_utils import _redis_files as files
 from ansible_collections.keel.ops.plugins.module_utils._backup import encoding, lifecycle, listing
 from ansible_collections.keel.ops.plugins.module_utils._backup.config import VERSION, BackupConfig
 from ansible_collections.keel.ops.plugins.module_utils._backup.manifest import isoformat, utcnow
-from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, DependencyError, IntegrityError, KeelError
+from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, DependencyError, IntegrityError, KeelError, RedisError, first_line
+from ansible_collections.keel.ops.plugins.module_utils._redis import bgsave as redis_bgsave
+from ansible_collections.keel.ops.plugins.module_utils._redis import connection as redis_connection
+from ansible_collections.keel.ops.plugins.module_utils._redis import keys as redis_keys
+from ansible_collections.keel.ops.plugins.module_utils._redis import rdb as redis_rdb
+from ansible_collections.keel.ops.plugins.module_utils._redis import replication as redis_replication
+from ansible_collections.keel.ops.plugins.module_utils._redis import resp as redis_resp
+from ansible_collections.keel.ops.plugins.module_utils._redis import server as redis_server
 
 ARTIFACT_STEM = "dump.rdb"
 CONFLICTS_LISTED = 10
@@ -51,7 +57,7 @@ def _engine_errors(what):
                 return function(*args)
             except (OSError, UnicodeDecodeError) as error:
                 raise KeelError("%s failed: %s; check that path (permissions, free space), or run the module as root "
-                                "or the redis user (become: true)" % (what, rd.os_reason(error)))
+                                "or the redis user (become: true)" % (what, redis_resp.os_reason(error)))
         return run
     return wrap
 
@@ -62,7 +68,7 @@ class RedisSnapshotConfig(BackupConfig):
     @classmethod
     def from_params(cls, params):
         config = super(RedisSnapshotConfig, cls).from_params(params)
-        config.connection = rd.Connection(
+        config.connection = redis_connection.Connection(
             host=params.get("login_host"), port=params.get("login_port"), unix_socket=params.get("login_unix_socket"),
             user=params.get("login_user"), password=params.get("login_password"), tls=params.get("tls"),
             validate_certs=params.get("validate_certs", True), ca_certs=params.get("ca_certs"),
@@ -97,7 +103,7 @@ def _repository(config, reporter):
 
 
 def _workdir():
-    with rd.failing_as("making a work directory in %s" % tempfile.gettempdir(), "set TMPDIR to a writable directory"):
+    with redis_resp.failing_as("making a work directory in %s" % tempfile.gettempdir(), "set TMPDIR to a writable directory"):
         return tempfile.mkdtemp(prefix="keel-redis-")
 
 
@@ -121,20 +127,20 @@ class CommandHook:
             child = process.Child(self.argv[action], dict(os.environ), workdir, stdin=subprocess.DEVNULL,
                                  stdout=subprocess.DEVNULL)
         except OSError as error:
-            raise rd.RedisError("the %s hook %s cannot run: %s" % (action, self.argv[action][0],
+            raise RedisError("the %s hook %s cannot run: %s" % (action, self.argv[action][0],
                                                                    error.strerror or error))
         try:
             child.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             child.kill()
-            raise rd.RedisError("the %s hook (%s) did not finish within %ss" % (action, self.argv[action][0], timeout))
+            raise RedisError("the %s hook (%s) did not finish within %ss" % (action, self.argv[action][0], timeout))
         except BaseException:
             child.kill()  # interrupted: the hook does not outlive the module
             raise
         try:
             child.finish()
         except process.ToolError as error:
-            raise rd.RedisError("the %s hook failed: %s" % (action, error))
+            raise RedisError("the %s hook failed: %s" % (action, error))
 
     @staticmethod
     def host_path(path):
@@ -176,7 +182,7 @@ class DockerHook:
         except docker.errors.NotFound:
             raise ConfigError("docker_container: no container named %s" % name)
         except self.errors as error:
-            raise rd.RedisError("cannot reach the Docker API for container %s: %s" % (name, rd.first_line(error)))
+            raise RedisError("cannot reach the Docker API for container %s: %s" % (name, first_line(error)))
 
     def describe(self):
         return "container %s" % self.name
@@ -188,7 +194,7 @@ class DockerHook:
             else:
                 self.container.start()
         except self.errors as error:
-            raise rd.RedisError("could not %s container %s: %s" % (action, self.name, rd.first_line(error)))
+            raise RedisError("could not %s container %s: %s" % (action, self.name, first_line(error)))
 
     def host_path(self, path):
         """Where a path inside the container lives on this host (the longest mount that holds it). The path is
@@ -234,7 +240,7 @@ def server_facts(server):
     return {"version": info.get("redis_version"), "role": info.get("role"),
             "used_memory": int(info["used_memory"]) if info.get("used_memory", "").isdigit() else None,
             "executable": info.get("executable") or None, "config_file": info.get("config_file") or None,
-            "appendonly": bool(int(info.get("aof_enabled", 0))), "keyspace": rd.keyspace(info)}
+            "appendonly": bool(int(info.get("aof_enabled", 0))), "keyspace": redis_connection.keyspace(info)}
 
 
 def _total(databases, field="keys"):
@@ -244,7 +250,7 @@ def _total(databases, field="keys"):
 def _rdb_path(config, server):
     directory, filename = server.config_get("dir"), server.config_get("dbfilename")
     if not directory or not filename:
-        raise rd.RedisError("%s does not tell where it saves (CONFIG GET dir/dbfilename gave nothing; is CONFIG "
+        raise RedisError("%s does not tell where it saves (CONFIG GET dir/dbfilename gave nothing; is CONFIG "
                             "renamed?): use snapshot_method: replication" % server.describe())
     path = posixpath.join(directory, files.plain_name(filename, "dbfilename"))
     return config.hook.host_path(path) if config.hook else path
@@ -330,7 +336,7 @@ def _replication_identity(server):
 @_engine_errors("taking a Redis snapshot")
 def snapshot(config, reporter):
     """state=present: take a snapshot, then apply retention."""
-    server = rd.Server(config.connection)
+    server = redis_connection.Server(config.connection)
     try:
         return _snapshot(config, reporter, server)
     finally:
@@ -345,7 +351,7 @@ def _snapshot(config, reporter, server):
             "server": server.describe(), "server_version": facts["version"], "role": facts["role"],
             "keys": _total(facts["keyspace"]), "used_memory": facts["used_memory"],
             "rdb_path": disk.path if disk else None, "rdb_proven_by": disk.proof["by"] if disk else None}
-    binary = rd.find_binary(config.redis_server_bin, [facts["executable"]], rd.rdb_version_of(facts["version"]),
+    binary = redis_server.find_binary(config.redis_server_bin, [facts["executable"]], redis_connection.rdb_version_of(facts["version"]),
                             purpose="check the snapshot")
     plan["checker"] = binary.describe("redis-check-rdb")
     if reporter.check_mode:
@@ -376,8 +382,8 @@ def _snapshot(config, reporter, server):
 
 def _open_rdb(config, server, disk):
     if disk is not None:
-        return rd.BgsaveRdb(server, disk.path, config.timeout)
-    return rd.ReplicationRdb(config.connection, config.timeout)
+        return redis_bgsave.BgsaveRdb(server, disk.path, config.timeout)
+    return redis_replication.ReplicationRdb(config.connection, config.timeout)
 
 
 def _take_snapshot(config, server, facts, binary, repo, encoder, disk, workdir, backup_id):
@@ -389,11 +395,11 @@ def _take_snapshot(config, server, facts, binary, repo, encoder, disk, workdir, 
     try:
         if encoder.wrapped_key:
             artifacts.append(encoding.store_key(repo, backup_id, encoder))
-        checker = rd.RdbCheck(binary, workdir)
-        inspector = rd.RdbInspector(checker)
+        checker = redis_rdb.RdbCheck(binary, workdir)
+        inspector = redis_rdb.RdbInspector(checker)
         source = _open_rdb(config, server, disk)
         artifact = encoding.store_artifact(repo, backup_id, encoder.artifact_name(ARTIFACT_STEM), encoder,
-                                         rd.InspectingReader(source, inspector))
+                                         redis_rdb.InspectingReader(source, inspector))
         stats = inspector.finish()
         if disk is not None:
             disk.check(inspector.aux, server)
@@ -466,15 +472,15 @@ def _select(config, reporter):
 
 
 def _check_binary(config, backup, hints=(), max_rdb=None, purpose="check the snapshot"):
-    return rd.find_binary(config.redis_server_bin, list(hints), backup.manifest["statistics"]["rdb_version"],
+    return redis_server.find_binary(config.redis_server_bin, list(hints), backup.manifest["statistics"]["rdb_version"],
                           max_rdb=max_rdb, purpose=purpose)
 
 
 def _inspect_stream(repo, backup, identities, binary, workdir, sink):
     """Stream a snapshot's RDB into sink while redis-check-rdb checks it; returns what the RDB says."""
-    inspector = rd.RdbInspector(rd.RdbCheck(binary, workdir))
+    inspector = redis_rdb.RdbInspector(redis_rdb.RdbCheck(binary, workdir))
     try:
-        encoding.stream_into(repo, backup, _rdb_artifact(backup), identities, rd.InspectingWriter(sink, inspector))
+        encoding.stream_into(repo, backup, _rdb_artifact(backup), identities, redis_rdb.InspectingWriter(sink, inspector))
     except BaseException:
         inspector.checker.kill()
         raise
@@ -485,7 +491,7 @@ def _load_into_temporary(config, repo, backup, identities, binary, workdir):
     """A temporary server holding the snapshot, checked key for key-count against the manifest."""
     stats = backup.manifest["statistics"]
     databases = max([int(db) for db in stats.get("databases") or {}] + [15]) + 1
-    temp = rd.TemporaryServer(binary, workdir, databases)
+    temp = redis_server.TemporaryServer(binary, workdir, databases)
     try:
         temp.load(lambda sink: encoding.stream_into(repo, backup, _rdb_artifact(backup), identities, sink),
                   _rdb_artifact(backup)["raw_size"], config.timeout)
@@ -504,7 +510,7 @@ def restore(config, reporter):
     """state=restored: bring a snapshot back into a server, by replacing its RDB or by writing its keys."""
     repo, chosen = _select(config, reporter)
     stats = chosen.manifest["statistics"]
-    server = rd.Server(config.connection)
+    server = redis_connection.Server(config.connection)
     try:
         facts = server_facts(server)
         _check_target_version(chosen, facts, server)
@@ -547,7 +553,7 @@ def _restore_by_method(config, server, plan, repo, backup, identities, binary, r
 
 def _check_target_version(backup, facts, server):
     rdb_version = backup.manifest["statistics"]["rdb_version"]
-    if rd.rdb_version_of(facts["version"]) < rdb_version:
+    if redis_connection.rdb_version_of(facts["version"]) < rdb_version:
         raise KeelError("snapshot %s was written by Redis %s (RDB version %d), which %s (Redis %s) cannot read: "
                         "restore into a server of that version or newer"
                         % (backup.id, backup.manifest["source"]["server_version"], rdb_version, server.describe(),
@@ -566,7 +572,7 @@ def _data_files(config, server, facts):
         declared, source = dict(live, dir=config.data_dir), "the data_dir option"
     elif facts["config_file"]:
         path = hook.host_path(facts["config_file"])
-        declared = files.config_locations(files.read_config_file(path), path, rd.parse_version(facts["version"]))
+        declared = files.config_locations(files.read_config_file(path), path, redis_connection.parse_version(facts["version"]))
         declared["dir"] = hook.host_path(declared["dir"])
         source = "the config file %s" % path
     else:
@@ -599,9 +605,9 @@ def _plan_file(config, server, facts, backup):
 def _plan_keys(config, server, facts, backup):
     keys = _total(facts["keyspace"])
     return {"method": "keys", "target": server.describe(), "target_keys": keys, "replace": config.replace,
-            "absolute_ttl": rd.parse_version(facts["version"]) >= (5, 0, 0),
+            "absolute_ttl": redis_connection.parse_version(facts["version"]) >= (5, 0, 0),
             "databases": sorted(backup.manifest["statistics"].get("databases") or {}, key=int),
-            "target_rdb_version": rd.rdb_version_of(facts["version"])}
+            "target_rdb_version": redis_connection.rdb_version_of(facts["version"])}
 
 
 class Interrupted(KeelError):
@@ -642,7 +648,7 @@ def _restore_file(config, server, plan, repo, backup, identities, workdir, binar
     with _signals_interrupt():
         try:
             config.hook.run("stop", workdir, config.timeout)
-            rd.wait_down(config.connection, config.timeout)
+            redis_server.wait_down(config.connection, config.timeout)
             swap.apply()
             _start(config, workdir)
         except BaseException as error:  # pylint: disable=broad-except
@@ -654,14 +660,14 @@ def _restore_file(config, server, plan, repo, backup, identities, workdir, binar
 
 def _start(config, workdir):
     config.hook.run("start", workdir, config.timeout)
-    rd.wait_loaded(config.connection, config.timeout)
+    redis_server.wait_loaded(config.connection, config.timeout)
 
 
 def _answers(connection):
     try:
         connection.open_socket().close()
         return True
-    except rd.RedisError:
+    except RedisError:
         return False
 
 
@@ -669,7 +675,7 @@ def _failure(error):
     if isinstance(error, KeelError):
         return str(error)
     if isinstance(error, OSError):
-        return "moving the server's files failed: %s" % rd.os_reason(error)
+        return "moving the server's files failed: %s" % redis_resp.os_reason(error)
     return "%s: %s" % (error.__class__.__name__, str(error) or "no details")
 
 
@@ -684,7 +690,7 @@ def _bring_back(config, plan, swap, workdir, error, reporter):
     if state == "restored":
         reporter.warn("%s; the second start worked" % _failure(error))
         return
-    raise rd.RedisError("%s. The server was left %s; %s" % (_failure(error), state, swap.where()))
+    raise RedisError("%s. The server was left %s; %s" % (_failure(error), state, swap.where()))
 
 
 def _recover(config, plan, swap, workdir, error):
@@ -714,7 +720,7 @@ def _previous_aof_on(config, plan):
     if not plan["appendonly"]:
         return state
     try:
-        server = rd.Server(config.connection)
+        server = redis_connection.Server(config.connection)
         try:
             _aof_on(server)
         finally:
@@ -729,7 +735,7 @@ def _aof_on(server, timeout=None):
     the same in the config file."""
     server.call("switching AOF back on", "CONFIG", "SET", "appendonly", "yes")
     if timeout:
-        rd.wait_aof_rewritten(server, timeout)
+        redis_server.wait_aof_rewritten(server, timeout)
     server.call("writing appendonly yes back to the config file", "CONFIG", "REWRITE")
 
 
@@ -737,16 +743,16 @@ def _after_start(config, plan, backup, swap):
     """The server runs on the restored RDB: AOF back on (rewritten from the loaded data), key counts checked."""
     restarted = None
     try:
-        restarted = rd.Server(config.connection)
+        restarted = redis_connection.Server(config.connection)
         if plan["appendonly"]:
             # The RDB was loaded with AOF off; switching it on rewrites the AOF from what is now in memory.
             _aof_on(restarted, config.timeout)
-        loaded = rd.keyspace(restarted.info("keyspace"))
+        loaded = redis_connection.keyspace(restarted.info("keyspace"))
         check_counts(backup.manifest["statistics"], loaded, "%s after the restore" % config.connection.describe(),
                      loaded=True)
         return loaded
     except BaseException as error:  # pylint: disable=broad-except
-        raise rd.RedisError("%s. The server runs on the restored data%s; %s"
+        raise RedisError("%s. The server runs on the restored data%s; %s"
                             % (_failure(error), " (check that AOF is on: CONFIG GET appendonly)"
                                if plan["appendonly"] else "", swap.where()))
     finally:
@@ -769,10 +775,10 @@ def _stage_rdb(repo, backup, identities, binary, workdir, rdb_path):
         if os.geteuid() == 0:
             os.fchown(fd, owner.st_uid, owner.st_gid)
     except OSError as error:
-        raise rd.RedisError("cannot write %s into the server's directory: %s; run the module as root or the redis "
+        raise RedisError("cannot write %s into the server's directory: %s; run the module as root or the redis "
                             "user (become: true)" % (staged, error.strerror or error))
     try:
-        with rd.failing_as("writing %s" % staged, "check the free space of that file system"):
+        with redis_resp.failing_as("writing %s" % staged, "check the free space of that file system"):
             with os.fdopen(fd, "wb") as handle:
                 found = _inspect_stream(repo, backup, identities, binary, workdir, handle)
                 handle.flush()
@@ -809,13 +815,13 @@ def _restore_keys(config, plan, repo, backup, identities, workdir, binary):
             target.call("SELECT", db)
         if not config.replace:
             _refuse_conflicts(scanner, target, databases)
-        copier = rd.KeyCopier(reader, target, config.replace, plan["absolute_ttl"])
+        copier = redis_keys.KeyCopier(reader, target, config.replace, plan["absolute_ttl"])
         restored = {}
         for db in databases:
             for resp in connections:
                 resp.call("SELECT", db)
             before = copier.restored
-            for keys in rd.scan_keys(scanner, BATCH):
+            for keys in redis_keys.scan_keys(scanner, BATCH):
                 copier.copy(keys)
             restored[db] = copier.restored - before
     finally:
@@ -837,7 +843,7 @@ def _refuse_conflicts(scanner, target, databases):
     for db in databases:
         scanner.call("SELECT", db)
         target.call("SELECT", db)
-        found, listed = rd.find_conflicts(rd.scan_keys(scanner, BATCH), target, CONFLICTS_LISTED - len(names))
+        found, listed = redis_keys.find_conflicts(redis_keys.scan_keys(scanner, BATCH), target, CONFLICTS_LISTED - len(names))
         count += found
         names += ["db%s:%s" % (db, name) for name in listed]
     if count:
@@ -879,7 +885,7 @@ def _verify_by_method(config, repo, backup, identities, binary):
     try:
         started = time.monotonic()
         if config.verify_method == "check":
-            found = _inspect_stream(repo, backup, identities, binary, workdir, rd.NullSink())
+            found = _inspect_stream(repo, backup, identities, binary, workdir, redis_rdb.NullSink())
             check_counts(backup.manifest["statistics"], found["databases"], "the stored RDB")
             details = {"checksum": found["checksum"], "checked_by": found["checked_by"]}
         else:

@@ -396,7 +396,7 @@ from ansible_collections.keel.ops.plugins.module_utils import _argspecs as specs
 from ansible_collections.keel.ops.plugins.module_utils import _redis_snapshot as engine
 from ansible_collections.keel.ops.plugins.module_utils._backup.config import Reporter
 from ansible_collections.keel.ops.plugins.module_utils._errors import module_failures
-from ansible_collections.keel.ops.plugins.module_utils._redis import CONNECTION_SPEC
+from ansible_collections.keel.ops.plugins.module_utils._redis.connection import CONNECTION_SPEC
 
 ARGUMENT_SPEC = specs.merged(
     specs.REPOSITORY, CONNECTION_SPEC, specs.ENCRYPTION, specs.RETENTION, specs.BACKUP,

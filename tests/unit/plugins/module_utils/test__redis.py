@@ -7,9 +7,15 @@ import time
 
 import pytest
 
-from ansible_collections.keel.ops.plugins.module_utils import _redis as rd
 from ansible_collections.keel.ops.plugins.module_utils import _redis_snapshot as engine
-from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, DependencyError, IntegrityError, KeelError
+from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, DependencyError, IntegrityError, KeelError, RedisError
+from ansible_collections.keel.ops.plugins.module_utils._redis import bgsave as redis_bgsave
+from ansible_collections.keel.ops.plugins.module_utils._redis import connection as redis_connection
+from ansible_collections.keel.ops.plugins.module_utils._redis import keys as redis_keys
+from ansible_collections.keel.ops.plugins.module_utils._redis import rdb as redis_rdb
+from ansible_collections.keel.ops.plugins.module_utils._redis import replication as redis_replication
+from ansible_collections.keel.ops.plugins.module_utils._redis import resp as redis_resp
+from ansible_collections.keel.ops.plugins.module_utils._redis import server as redis_server
 
 
 class FakeServer:
@@ -42,7 +48,7 @@ class FakeServer:
 
             @staticmethod
             def open_resp():
-                return rd.RespConnection(server.ours, "fake redis")
+                return redis_resp.RespConnection(server.ours, "fake redis")
 
         return Connection()
 
@@ -52,31 +58,31 @@ class FakeServer:
 
 
 def read_all(reader):
-    return b"".join(iter(lambda: reader.read(rd.CHUNK), b""))
+    return b"".join(iter(lambda: reader.read(redis_resp.CHUNK), b""))
 
 
 HANDSHAKE = [b"+OK\r\n", b"-ERR Unrecognized REPLCONF option: rdb-only\r\n", b"+FULLRESYNC 8de1 1234\r\n", b"\n\n\n"]
 
 
 def test_encode_is_resp_arrays_of_bulk_strings():
-    assert rd.encode("SET", b"k\x00", 15) == b"*3\r\n$3\r\nSET\r\n$2\r\nk\x00\r\n$2\r\n15\r\n"
+    assert redis_resp.encode("SET", b"k\x00", 15) == b"*3\r\n$3\r\nSET\r\n$2\r\nk\x00\r\n$2\r\n15\r\n"
 
 
 def test_replies_of_every_kind_split_anywhere():
     server = FakeServer([b"+OK\r\n:42\r\n$5\r\nhello\r\n$-1\r\n-BUSYKEY Target key name already exists.\r\n",
                          b"*2\r\n$1\r\n0\r\n*1\r\n$3\r\nkey\r\n", b"$%d\r\n%s\r\n" % (300000, b"v" * 300000)])
-    resp = rd.RespConnection(server.ours, "fake")
+    resp = redis_resp.RespConnection(server.ours, "fake")
     replies = resp.replies(7)
     server.close()
     assert replies[:4] == ["OK", 42, b"hello", None]
-    assert isinstance(replies[4], rd.ReplyError) and replies[4].startswith("BUSYKEY")
+    assert isinstance(replies[4], redis_resp.ReplyError) and replies[4].startswith("BUSYKEY")
     assert replies[5] == [b"0", [b"key"]] and replies[6] == b"v" * 300000
 
 
 def test_replication_stream_with_a_length_stops_at_the_payload():
-    payload = os.urandom(3 * rd.CHUNK + 17)
+    payload = os.urandom(3 * redis_resp.CHUNK + 17)
     server = FakeServer(HANDSHAKE + [b"$%d\r\n" % len(payload), payload, b"*1\r\n$4\r\nPING\r\n"])
-    stream = rd.ReplicationRdb(server.connection(), timeout=30)
+    stream = redis_replication.ReplicationRdb(server.connection(), timeout=30)
     assert (stream.replid, stream.offset, stream.mark) == ("8de1", 1234, None)
     assert read_all(stream) == payload
     server.close()
@@ -84,9 +90,9 @@ def test_replication_stream_with_a_length_stops_at_the_payload():
 
 def test_diskless_stream_ends_exactly_before_its_mark_wherever_reads_split():
     mark = b"a" * 20 + b"0123456789abcdef0123"
-    payload = os.urandom(2 * rd.CHUNK) + mark[:39]  # the payload may even end like most of the mark
+    payload = os.urandom(2 * redis_resp.CHUNK) + mark[:39]  # the payload may even end like most of the mark
     server = FakeServer(HANDSHAKE + [b"$EOF:" + mark + b"\r\n", payload, mark, b"\r\n*1\r\n$4\r\nPING\r\n"])
-    stream = rd.ReplicationRdb(server.connection(), timeout=30)
+    stream = redis_replication.ReplicationRdb(server.connection(), timeout=30)
     assert stream.mark == mark and read_all(stream) == payload
     server.close()
 
@@ -118,8 +124,8 @@ def test_keepalives_do_not_hold_the_replication_stream_past_its_deadline():
 
     def open_stream():
         try:
-            rd.ReplicationRdb(master.connection(), timeout=0.3)
-        except rd.RedisError as error:
+            redis_replication.ReplicationRdb(master.connection(), timeout=0.3)
+        except RedisError as error:
             outcome.append(str(error))
 
     reader = threading.Thread(target=open_stream, daemon=True)
@@ -135,16 +141,16 @@ def test_keepalives_do_not_hold_the_replication_stream_past_its_deadline():
 ])
 def test_malformed_replication_answers_are_errors(pieces, message):
     server = FakeServer(pieces)
-    with pytest.raises(rd.RedisError, match=message):
-        rd.ReplicationRdb(server.connection(), timeout=30)
+    with pytest.raises(RedisError, match=message):
+        redis_replication.ReplicationRdb(server.connection(), timeout=30)
     server.close()
 
 
 @pytest.mark.parametrize("data", [b"$abc\r\n", b":12x\r\n", b"*z\r\n", b"$5\r\nab"])
 def test_malformed_replies_are_errors_not_crashes(data):
     server = FakeServer([data])
-    resp = rd.RespConnection(server.ours, "fake")
-    with pytest.raises(rd.RedisError, match="fake (sent a malformed reply|closed the connection)"):
+    resp = redis_resp.RespConnection(server.ours, "fake")
+    with pytest.raises(RedisError, match="fake (sent a malformed reply|closed the connection)"):
         resp.replies(1)
     server.close()
 
@@ -152,15 +158,15 @@ def test_malformed_replies_are_errors_not_crashes(data):
 def test_replication_refused_says_what_to_grant():
     refusal = b"-NOPERM this user has no permissions to run the 'psync' command\r\n"
     server = FakeServer([b"+OK\r\n", b"+OK\r\n", refusal])
-    with pytest.raises(rd.RedisError, match=r"refused replication .*NOPERM.*grant the user \+psync \+replconf"):
-        rd.ReplicationRdb(server.connection(), timeout=30)
+    with pytest.raises(RedisError, match=r"refused replication .*NOPERM.*grant the user \+psync \+replconf"):
+        redis_replication.ReplicationRdb(server.connection(), timeout=30)
     server.close()
 
 
 def test_truncated_replication_stream_is_an_error():
     server = FakeServer(HANDSHAKE + [b"$100\r\n", b"x" * 60])
-    stream = rd.ReplicationRdb(server.connection(), timeout=30)
-    with pytest.raises(rd.RedisError, match="40 bytes before the end of the RDB"):
+    stream = redis_replication.ReplicationRdb(server.connection(), timeout=30)
+    with pytest.raises(RedisError, match="40 bytes before the end of the RDB"):
         read_all(stream)
     server.close()
 
@@ -175,14 +181,14 @@ def test_truncated_replication_stream_is_an_error():
     (b"\xc0\x01", False),
 ])
 def test_rdb_lengths(data, expected):
-    assert rd.read_length(data, 0) == expected
+    assert redis_rdb.read_length(data, 0) == expected
 
 
 def test_resizedb_records_are_found_across_chunk_boundaries():
     noise = bytes(b for b in os.urandom(5000) if b != 0xFE)
     stream = noise + b"\xfe\x03\xfb\x41\x00\x07" + noise + b"\xfe\x41\x2c\xfb\x05\x80\x00\x00\x00\x02" + noise
     for size in (1, 3, 7, 1000, len(stream)):
-        scanner = rd.ResizeDbScanner()
+        scanner = redis_rdb.ResizeDbScanner()
         for start in range(0, len(stream), size):
             scanner.feed(stream[start:start + size])
         assert scanner.records == {len(noise) + 2: (256, 7), 2 * len(noise) + 6 + 3: (5, 2)}
@@ -212,18 +218,18 @@ BAD_REPORT = """[offset 0] Checking RDB file /dev/stdin
 
 
 def test_check_report_parsing():
-    report = rd.parse_check_report(OK_REPORT)
+    report = redis_rdb.parse_check_report(OK_REPORT)
     assert report["ok"] and report["checksum"] == "ok" and report["aux"]["redis-ver"] == "7.0.15"
     assert report["databases_at"] == [(82, 0), (108, 3)] and (report["keys"], report["expires"]) == (11, 1)
-    bad = rd.parse_check_report(BAD_REPORT)
+    bad = redis_rdb.parse_check_report(BAD_REPORT)
     assert not bad["ok"] and bad["errors"] == ["at byte 115: RDB CRC error", "While doing: check-sum"]
 
 
 class FakeChecker:
-    binary = rd.Binary("/usr/bin/redis-check-rdb", (7, 0, 15))
+    binary = redis_server.Binary("/usr/bin/redis-check-rdb", (7, 0, 15))
 
     def __init__(self, report):
-        self.report = rd.parse_check_report(report)
+        self.report = redis_rdb.parse_check_report(report)
         self.fed = b""
 
     def write(self, data):
@@ -234,7 +240,7 @@ class FakeChecker:
 
 
 def inspect(report, stream):
-    inspector = rd.RdbInspector(FakeChecker(report))
+    inspector = redis_rdb.RdbInspector(FakeChecker(report))
     for start in range(0, len(stream), 5):
         inspector.feed(stream[start:start + 5])
     return inspector.finish()
@@ -267,16 +273,16 @@ def test_a_stream_that_is_no_rdb_is_refused():
 
 
 def test_versions():
-    assert rd.parse_version("7.0.15") == (7, 0, 15) and rd.parse_version("8.2") == (8, 2, 0)
-    assert [rd.rdb_version_of(v) for v in ("3.0.7", "5.0.1", "6.2.14", "7.0.15", "7.2.4", "7.4.1", "8.0.2")] == \
+    assert redis_connection.parse_version("7.0.15") == (7, 0, 15) and redis_connection.parse_version("8.2") == (8, 2, 0)
+    assert [redis_connection.rdb_version_of(v) for v in ("3.0.7", "5.0.1", "6.2.14", "7.0.15", "7.2.4", "7.4.1", "8.0.2")] == \
         [6, 9, 9, 10, 11, 12, 12]
 
 
 def test_info_and_its_keyspace():
-    info = rd.parse_info(b"# Server\r\nredis_version:7.0.15\r\nexecutable:/usr/bin/redis-server\r\n\r\n"
+    info = redis_connection.parse_info(b"# Server\r\nredis_version:7.0.15\r\nexecutable:/usr/bin/redis-server\r\n\r\n"
                          b"# Keyspace\r\ndb0:keys=3,expires=1,avg_ttl=5\r\ndb12:keys=1,expires=0,avg_ttl=0\r\n")
     assert info["redis_version"] == "7.0.15" and info["executable"] == "/usr/bin/redis-server"
-    assert rd.keyspace(info) == {"0": {"keys": 3, "expires": 1}, "12": {"keys": 1, "expires": 0}}
+    assert redis_connection.keyspace(info) == {"0": {"keys": 3, "expires": 1}, "12": {"keys": 1, "expires": 0}}
 
 
 @pytest.mark.parametrize("reply, expected", [
@@ -285,7 +291,7 @@ def test_info_and_its_keyspace():
     ("ERR Background save already in progress", "failed while reading INFO: ERR Background save already"),
 ])
 def test_error_replies_say_what_to_do(reply, expected):
-    assert expected in rd.refusal("redis at h:1", "reading INFO", rd.ReplyError(reply))
+    assert expected in redis_connection.refusal("redis at h:1", "reading INFO", redis_resp.ReplyError(reply))
 
 
 def fake_binary(tmp_path, version):
@@ -297,19 +303,19 @@ def fake_binary(tmp_path, version):
 
 def test_find_binary_picks_one_that_reads_and_writes_the_right_rdb_versions(tmp_path):
     old, new = fake_binary(tmp_path, "6.2.14"), fake_binary(tmp_path, "7.0.15")
-    assert rd.find_binary(None, [old, new], min_rdb=10).version == (7, 0, 15)
-    assert rd.find_binary(None, [new, old], min_rdb=9, max_rdb=9).version == (6, 2, 14)
+    assert redis_server.find_binary(None, [old, new], min_rdb=10).version == (7, 0, 15)
+    assert redis_server.find_binary(None, [new, old], min_rdb=9, max_rdb=9).version == (6, 2, 14)
     with pytest.raises(DependencyError, match=r"reading RDB version 11 .*redis-6.2.14 \(6.2.14\)"):
-        rd.find_binary(old, [], min_rdb=11)
+        redis_server.find_binary(old, [], min_rdb=11)
 
 
 def test_restore_commands_keep_ttls():
-    copier = rd.KeyCopier(None, None, replace=True, absolute_ttl=True)
-    assert copier.restore_command(b"k", -1, b"p", 1000) == rd.encode("RESTORE", b"k", 0, b"p", "REPLACE")
-    assert copier.restore_command(b"k", 500, b"p", 1000) == rd.encode("RESTORE", b"k", 1500, b"p", "REPLACE",
+    copier = redis_keys.KeyCopier(None, None, replace=True, absolute_ttl=True)
+    assert copier.restore_command(b"k", -1, b"p", 1000) == redis_resp.encode("RESTORE", b"k", 0, b"p", "REPLACE")
+    assert copier.restore_command(b"k", 500, b"p", 1000) == redis_resp.encode("RESTORE", b"k", 1500, b"p", "REPLACE",
                                                                       "ABSTTL")
-    relative = rd.KeyCopier(None, None, replace=False, absolute_ttl=False)
-    assert relative.restore_command(b"k", 500, b"p\r\n", 1000) == rd.encode("RESTORE", b"k", 500, b"p\r\n")
+    relative = redis_keys.KeyCopier(None, None, replace=False, absolute_ttl=False)
+    assert relative.restore_command(b"k", 500, b"p\r\n", 1000) == redis_resp.encode("RESTORE", b"k", 500, b"p\r\n")
 
 
 PARAMS = dict(login_host="localhost", login_port=6379, login_unix_socket=None, login_user=None, login_password=None,
@@ -414,8 +420,8 @@ def test_os_errors_that_nothing_caught_become_messages_naming_the_path():
     with pytest.raises(KeelError, match="restoring a Redis snapshot failed: Permission denied: "
                                         "/var/lib/redis/dump.rdb; check that path"):
         broken()
-    with pytest.raises(rd.RedisError, match="reading x failed: 'utf-8' codec can't decode .*; check it"):
-        with rd.failing_as("reading x", "check it"):
+    with pytest.raises(RedisError, match="reading x failed: 'utf-8' codec can't decode .*; check it"):
+        with redis_resp.failing_as("reading x", "check it"):
             b"\xff".decode("utf-8")
 
 
@@ -423,5 +429,5 @@ def test_an_rdb_on_disk_is_never_read_through_a_symlink(tmp_path):
     target = tmp_path / "secret"
     target.write_text("not an rdb")
     os.symlink(str(target), str(tmp_path / "dump.rdb"))
-    with pytest.raises(rd.RedisError, match="cannot read the RDB .*dump.rdb: Too many levels of symbolic links"):
-        rd.BgsaveRdb._open_file(str(tmp_path / "dump.rdb"))  # pylint: disable=protected-access
+    with pytest.raises(RedisError, match="cannot read the RDB .*dump.rdb: Too many levels of symbolic links"):
+        redis_bgsave.BgsaveRdb._open_file(str(tmp_path / "dump.rdb"))  # pylint: disable=protected-access
