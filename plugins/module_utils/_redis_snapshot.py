@@ -8,7 +8,7 @@ Redis. Each public function takes a RedisSnapshotConfig and a Reporter and retur
 touched until it is known to be safe: a restore proves the checksums and the key, and checks the RDB itself and
 its key counts against the manifest, before it stops a server or writes a key. A BGSAVE snapshot stores an RDB
 read from this host's disk only once it is proven to be the server's; a file restore writes only into the data
-directory the server starts from (_redis_files.py), and once the server is down, whatever happens, it is started
+directory the server starts from (files.py), and once the server is down, whatever happens, it is started
 again and the message says on which data.
 """
 
@@ -28,13 +28,13 @@ import tempfile
 import time
 
 from ansible_collections.keel.ops.plugins.module_utils import _process as process
-from ansible_collections.keel.ops.plugins.module_utils import _redis_files as files
 from ansible_collections.keel.ops.plugins.module_utils._backup import encoding, lifecycle, listing
 from ansible_collections.keel.ops.plugins.module_utils._backup.config import VERSION, BackupConfig
 from ansible_collections.keel.ops.plugins.module_utils._backup.manifest import isoformat, utcnow
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, DependencyError, IntegrityError, KeelError, RedisError, first_line
 from ansible_collections.keel.ops.plugins.module_utils._redis import bgsave as redis_bgsave
 from ansible_collections.keel.ops.plugins.module_utils._redis import connection as redis_connection
+from ansible_collections.keel.ops.plugins.module_utils._redis import files
 from ansible_collections.keel.ops.plugins.module_utils._redis import keys as redis_keys
 from ansible_collections.keel.ops.plugins.module_utils._redis import rdb as redis_rdb
 from ansible_collections.keel.ops.plugins.module_utils._redis import replication as redis_replication

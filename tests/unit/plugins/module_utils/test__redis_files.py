@@ -4,8 +4,8 @@ import stat
 
 import pytest
 
-from ansible_collections.keel.ops.plugins.module_utils import _redis_files as files
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError
+from ansible_collections.keel.ops.plugins.module_utils._redis import files
 
 
 def write(path, text):
