@@ -393,9 +393,9 @@ restore_duration:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.keel.ops.plugins.module_utils import _argspecs as specs
-from ansible_collections.keel.ops.plugins.module_utils import _redis_snapshot as engine
 from ansible_collections.keel.ops.plugins.module_utils._backup.config import Reporter
 from ansible_collections.keel.ops.plugins.module_utils._errors import module_failures
+from ansible_collections.keel.ops.plugins.module_utils._redis import restore, snapshot
 from ansible_collections.keel.ops.plugins.module_utils._redis.connection import CONNECTION_SPEC
 
 ARGUMENT_SPEC = specs.merged(
@@ -415,7 +415,7 @@ ARGUMENT_SPEC = specs.merged(
     redis_server_bin=dict(type="path"),
 )
 
-ACTIONS = {"present": engine.snapshot, "restored": engine.restore, "verified": engine.verify, "absent": engine.prune}
+ACTIONS = {"present": snapshot.snapshot, "restored": restore.restore, "verified": snapshot.verify, "absent": snapshot.prune}
 
 
 def main():
@@ -424,7 +424,7 @@ def main():
                            required_together=[["stop_command", "start_command"]])
     reporter = Reporter(check_mode=module.check_mode, warn=module.warn)
     with module_failures(module, "redis_snapshot (state=%s)" % module.params["state"]):
-        config = engine.RedisSnapshotConfig.from_params(module.params)
+        config = snapshot.RedisSnapshotConfig.from_params(module.params)
         result = ACTIONS[module.params["state"]](config, reporter)
         module.exit_json(**result)
 

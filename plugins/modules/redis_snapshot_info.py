@@ -112,7 +112,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.keel.ops.plugins.module_utils import _argspecs as specs
 from ansible_collections.keel.ops.plugins.module_utils._backup.config import Reporter
 from ansible_collections.keel.ops.plugins.module_utils._errors import module_failures
-from ansible_collections.keel.ops.plugins.module_utils._redis_snapshot import describe_snapshots
+from ansible_collections.keel.ops.plugins.module_utils._redis.snapshot import describe_snapshots
 
 ARGUMENT_SPEC = specs.merged(specs.REPOSITORY, specs.INFO_FILTERS)
 

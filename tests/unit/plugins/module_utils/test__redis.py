@@ -7,15 +7,17 @@ import time
 
 import pytest
 
-from ansible_collections.keel.ops.plugins.module_utils import _redis_snapshot as engine
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, DependencyError, IntegrityError, KeelError, RedisError
 from ansible_collections.keel.ops.plugins.module_utils._redis import bgsave as redis_bgsave
 from ansible_collections.keel.ops.plugins.module_utils._redis import connection as redis_connection
+from ansible_collections.keel.ops.plugins.module_utils._redis import hooks as redis_hooks
 from ansible_collections.keel.ops.plugins.module_utils._redis import keys as redis_keys
 from ansible_collections.keel.ops.plugins.module_utils._redis import rdb as redis_rdb
 from ansible_collections.keel.ops.plugins.module_utils._redis import replication as redis_replication
 from ansible_collections.keel.ops.plugins.module_utils._redis import resp as redis_resp
+from ansible_collections.keel.ops.plugins.module_utils._redis import restore as redis_restore
 from ansible_collections.keel.ops.plugins.module_utils._redis import server as redis_server
+from ansible_collections.keel.ops.plugins.module_utils._redis import snapshot as redis_snapshot
 
 
 class FakeServer:
@@ -332,7 +334,7 @@ PARAMS = dict(login_host="localhost", login_port=6379, login_unix_socket=None, l
     ({"source": "cache-eu"}, "cache-eu"),
 ])
 def test_source_names(extra, name):
-    assert engine.RedisSnapshotConfig.from_params(dict(PARAMS, **extra)).source_name() == name
+    assert redis_snapshot.RedisSnapshotConfig.from_params(dict(PARAMS, **extra)).source_name() == name
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -342,16 +344,16 @@ def test_source_names(extra, name):
 ])
 def test_bad_options_are_refused_precisely(extra, message):
     with pytest.raises(ConfigError, match=message):
-        engine.RedisSnapshotConfig.from_params(dict(PARAMS, **extra))
+        redis_snapshot.RedisSnapshotConfig.from_params(dict(PARAMS, **extra))
 
 
 def test_systemd_hook_runs_systemctl():
-    hook = engine.hook_from_params(dict(PARAMS, systemd_service="redis-server"))
+    hook = redis_hooks.hook_from_params(dict(PARAMS, systemd_service="redis-server"))
     assert hook.argv == {"stop": ["systemctl", "stop", "redis-server"], "start": ["systemctl", "start", "redis-server"]}
 
 
 def test_container_paths_are_found_through_the_longest_mount():
-    hook = engine.DockerHook.__new__(engine.DockerHook)
+    hook = redis_hooks.DockerHook.__new__(redis_hooks.DockerHook)
     hook.name = "cache"
     hook.container = type("Container", (), {"attrs": {"Mounts": [
         {"Source": "/var/lib/docker/volumes/root/_data", "Destination": "/"},
@@ -363,7 +365,7 @@ def test_container_paths_are_found_through_the_longest_mount():
 
 
 def docker_hook(mounts):
-    hook = engine.DockerHook.__new__(engine.DockerHook)
+    hook = redis_hooks.DockerHook.__new__(redis_hooks.DockerHook)
     hook.name = "cache"
     hook.container = type("Container", (), {"attrs": {"Mounts": mounts}})()
     return hook
@@ -385,12 +387,12 @@ def test_container_paths_cannot_leave_their_mount(tmp_path):
 
 def test_a_signal_while_the_server_is_down_raises_once_and_handlers_come_back():
     before = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(engine.Interrupted, match="interrupted by SIGTERM"):
-        with engine._signals_interrupt():  # pylint: disable=protected-access
+    with pytest.raises(redis_restore.Interrupted, match="interrupted by SIGTERM"):
+        with redis_restore._signals_interrupt():  # pylint: disable=protected-access
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(5)
-    with engine._signals_interrupt():  # pylint: disable=protected-access
-        with pytest.raises(engine.Interrupted):
+    with redis_restore._signals_interrupt():  # pylint: disable=protected-access
+        with pytest.raises(redis_restore.Interrupted):
             os.kill(os.getpid(), signal.SIGHUP)
             time.sleep(5)
         os.kill(os.getpid(), signal.SIGTERM)  # the next one is ignored: the server is being started again
@@ -402,18 +404,18 @@ STATS = {"keys": 12, "expires": 3, "databases": {"0": {"keys": 10, "expires": 3}
 
 
 def test_counts_must_match_exactly_unless_a_master_loaded_them():
-    engine.check_counts(STATS, {"0": {"keys": 10, "expires": 3}, "4": {"keys": 2, "expires": 0}}, "x")
+    redis_snapshot.check_counts(STATS, {"0": {"keys": 10, "expires": 3}, "4": {"keys": 2, "expires": 0}}, "x")
     with pytest.raises(IntegrityError, match=r"db0 holds 9 keys \(2 with a TTL\), the snapshot 10 \(3\)"):
-        engine.check_counts(STATS, {"0": {"keys": 9, "expires": 2}, "4": {"keys": 2, "expires": 0}}, "x")
-    engine.check_counts(STATS, {"0": {"keys": 9, "expires": 2}, "4": {"keys": 2, "expires": 0}}, "x", loaded=True)
+        redis_snapshot.check_counts(STATS, {"0": {"keys": 9, "expires": 2}, "4": {"keys": 2, "expires": 0}}, "x")
+    redis_snapshot.check_counts(STATS, {"0": {"keys": 9, "expires": 2}, "4": {"keys": 2, "expires": 0}}, "x", loaded=True)
     with pytest.raises(IntegrityError, match="db4 holds 1 keys"):
-        engine.check_counts(STATS, {"0": {"keys": 10, "expires": 3}, "4": {"keys": 1, "expires": 0}}, "x",
+        redis_snapshot.check_counts(STATS, {"0": {"keys": 10, "expires": 3}, "4": {"keys": 1, "expires": 0}}, "x",
                             loaded=True)
-    engine.check_counts(dict(STATS, databases=None), {"2": {"keys": 12, "expires": 3}}, "x")
+    redis_snapshot.check_counts(dict(STATS, databases=None), {"2": {"keys": 12, "expires": 3}}, "x")
 
 
 def test_os_errors_that_nothing_caught_become_messages_naming_the_path():
-    @engine._engine_errors("restoring a Redis snapshot")  # pylint: disable=protected-access
+    @redis_snapshot.failures_reported("restoring a Redis snapshot")  # pylint: disable=protected-access
     def broken():
         raise PermissionError(13, "Permission denied", "/var/lib/redis/dump.rdb")
 
