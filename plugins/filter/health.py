@@ -8,7 +8,7 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.keel.ops.plugins.module_utils._report import prometheus_text, report, summary_table
+from ansible_collections.keel.ops.plugins.module_utils._probe.report import prometheus_text, report, summary_table
 
 
 def _require_mapping(value, name):

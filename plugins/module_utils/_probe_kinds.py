@@ -28,7 +28,7 @@ from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 from ansible.module_utils.six.moves.urllib.parse import urljoin, urlsplit
 from ansible.module_utils.urls import Request, make_context
 
-from ansible_collections.keel.ops.plugins.module_utils._probes import CRITICAL, UNKNOWN, MetricSpec, format_value
+from ansible_collections.keel.ops.plugins.module_utils._probe.status import CRITICAL, MetricSpec, UNKNOWN, format_value
 from ansible_collections.keel.ops.plugins.module_utils._redact import looks_secret, mask_url
 
 try:

@@ -11,7 +11,7 @@ _lb_http.py, NoLoadBalancer below) - so the whole engine runs against in-memory 
 Per instance: record what is about to happen (a rollout record in the engine), drain it in the load
 balancer, stop the old container (grace period), rename it aside, create and start the new one with the same
 configuration, wait until it is healthy (the container's own healthcheck and/or keel.ops.health_probe checks,
-through _probe_runner), and put it back in the load balancer state it had before. Any failure puts the old
+through _probe/runner.py), and put it back in the load balancer state it had before. Any failure puts the old
 container back under its name and running; whatever happened, the instance is put back in the load balancer
 before the rollout moves on or stops. Each step is flagged before its call, since a call that fails (a
 timeout, say) may still have taken effect, and every undo step is safe to repeat.
@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, KeelError
-from ansible_collections.keel.ops.plugins.module_utils._probe_runner import build_checks, probe
+from ansible_collections.keel.ops.plugins.module_utils._probe.runner import build_checks, probe
 
 OLD_SUFFIX = "-keel-old"
 """The old container is renamed <name>-keel-old while its replacement starts (host networking binds the same

@@ -515,7 +515,7 @@ from ansible_collections.keel.ops.plugins.module_utils._engine_docker import PUL
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, module_failures
 from ansible_collections.keel.ops.plugins.module_utils._lb_haproxy import HAProxyLoadBalancer, RuntimeAPI
 from ansible_collections.keel.ops.plugins.module_utils._lb_http import HttpHookLoadBalancer
-from ansible_collections.keel.ops.plugins.module_utils._probe_runner import check_secrets
+from ansible_collections.keel.ops.plugins.module_utils._probe.runner import check_secrets
 from ansible_collections.keel.ops.plugins.module_utils._rollout import (
     HealthConfig,
     LoadBalancerGroup,

@@ -3,6 +3,7 @@ import time
 import pytest
 
 from ansible_collections.keel.ops.plugins.module_utils import _probe_kinds
+from ansible_collections.keel.ops.plugins.module_utils._probe.status import CheckResult
 from ansible_collections.keel.ops.plugins.module_utils._probe_kinds import (
     OutOfTime,
     read_body,
@@ -10,7 +11,6 @@ from ansible_collections.keel.ops.plugins.module_utils._probe_kinds import (
     redirect_refusal,
     without_credentials,
 )
-from ansible_collections.keel.ops.plugins.module_utils._probes import CheckResult
 
 
 @pytest.mark.parametrize("value, policy", [

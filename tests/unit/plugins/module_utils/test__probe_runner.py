@@ -8,14 +8,8 @@ import pytest
 
 from ansible_collections.keel.ops.plugins.module_utils import _probe_kinds
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError
-from ansible_collections.keel.ops.plugins.module_utils._probe_runner import (
-    build_check,
-    build_checks,
-    check_secrets,
-    probe,
-    validate_run_options,
-)
-from ansible_collections.keel.ops.plugins.module_utils._probes import CRITICAL, WARNING, MetricSpec
+from ansible_collections.keel.ops.plugins.module_utils._probe.runner import build_check, build_checks, check_secrets, probe, validate_run_options
+from ansible_collections.keel.ops.plugins.module_utils._probe.status import CRITICAL, MetricSpec, WARNING
 
 
 def http(**extra):
@@ -225,7 +219,8 @@ def test_the_deadline_ends_a_round_with_stuck_and_queued_checks(stuck):
 
 STUCK_SCRIPT = """
 import threading
-from ansible_collections.keel.ops.plugins.module_utils import _probe_kinds, _probe_runner
+from ansible_collections.keel.ops.plugins.module_utils import _probe_kinds
+from ansible_collections.keel.ops.plugins.module_utils._probe import runner as _probe_runner
 
 def hang(options, result, timeout, thresholds):
     threading.Event().wait()

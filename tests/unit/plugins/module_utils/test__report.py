@@ -1,8 +1,4 @@
-from ansible_collections.keel.ops.plugins.module_utils._report import (
-    overall_status,
-    prometheus_text,
-    summary_table,
-)
+from ansible_collections.keel.ops.plugins.module_utils._probe.report import overall_status, prometheus_text, summary_table
 
 
 def check(name, kind, status, message, metrics=None, duration=12.4):
@@ -63,7 +59,7 @@ def test_prometheus_escapes_label_values():
 
 
 def test_report_for_webhooks():
-    from ansible_collections.keel.ops.plugins.module_utils._report import report
+    from ansible_collections.keel.ops.plugins.module_utils._probe.report import report
 
     data = report(RESULTS)
     assert data["status"] == "critical"

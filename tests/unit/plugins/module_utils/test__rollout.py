@@ -260,7 +260,7 @@ class FakeLoadBalancer(Breakable, LoadBalancer):
 
 
 def make_prober(engine):
-    """A stand-in for _probe_runner.probe: a check's target names its container; a broken image fails."""
+    """A stand-in for _probe.runner.probe: a check's target names its container; a broken image fails."""
     def prober(checks, **_options):
         failing = []
         for check in checks:

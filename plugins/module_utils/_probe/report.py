@@ -11,7 +11,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.keel.ops.plugins.module_utils._probes import SEVERITY, STATUSES, worst
+from ansible_collections.keel.ops.plugins.module_utils._probe.status import SEVERITY, STATUSES, worst
 
 COLUMNS = ("HOST", "CHECK", "KIND", "STATUS", "TIME", "MESSAGE")
 MAX_MESSAGE = 100
