@@ -3,15 +3,15 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Health statuses, thresholds and the result of one check.
 
-This file holds the vocabulary shared by the probe kinds (_probe_kinds.py) and the runner
-(_probe_runner.py): how a metric value becomes a status, how statuses combine, and how one check's outcome
-is reported. It imports nothing outside the standard library so it is trivially unit-testable.
+This file holds the vocabulary shared by the probe kinds (kinds.py, http.py) and the runner (runner.py):
+how a metric value becomes a status, how statuses combine, and how one check's outcome is reported. It imports nothing outside the standard library so it is trivially unit-testable.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import time
 from collections import namedtuple
 
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError
@@ -175,3 +175,8 @@ class CheckResult:
             "duration_ms": self.duration_ms,
             "attempts": self.attempts,
         }
+
+
+def elapsed_ms(started):
+    """Milliseconds since `started` (a time.monotonic() reading), as every check reports its own duration."""
+    return round((time.monotonic() - started) * 1000.0, 1)

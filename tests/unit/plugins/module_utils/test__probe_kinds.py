@@ -2,15 +2,9 @@ import time
 
 import pytest
 
-from ansible_collections.keel.ops.plugins.module_utils import _probe_kinds
+from ansible_collections.keel.ops.plugins.module_utils._probe import kinds
+from ansible_collections.keel.ops.plugins.module_utils._probe.http import OutOfTime, read_body, redirect_policy, redirect_refusal, without_credentials
 from ansible_collections.keel.ops.plugins.module_utils._probe.status import CheckResult
-from ansible_collections.keel.ops.plugins.module_utils._probe_kinds import (
-    OutOfTime,
-    read_body,
-    redirect_policy,
-    redirect_refusal,
-    without_credentials,
-)
 
 
 @pytest.mark.parametrize("value, policy", [
@@ -101,7 +95,7 @@ class FakeRedis:
 
 
 def redis_check(**extra):
-    check = dict(_probe_kinds.KINDS["redis"].options, host="cache.example", tls=True, ca_cert="/ca.pem")
+    check = dict(kinds.KINDS["redis"].options, host="cache.example", tls=True, ca_cert="/ca.pem")
     check.update(extra)
     return check
 
@@ -111,9 +105,9 @@ def redis_check(**extra):
 def test_redis_over_tls_checks_the_host_name_when_it_validates_certificates(monkeypatch, validate_certs, cert_reqs,
                                                                             check_hostname):
     fake = FakeRedis()
-    monkeypatch.setattr(_probe_kinds, "redis", fake)
+    monkeypatch.setattr(kinds, "redis", fake)
     result = CheckResult("cache", "redis", "cache.example:6379")
-    _probe_kinds.probe_redis(redis_check(validate_certs=validate_certs), result, 2, {})
+    kinds.probe_redis(redis_check(validate_certs=validate_certs), result, 2, {})
     assert result.status == "critical"
     assert fake.options["ssl"] is True and fake.options["ssl_ca_certs"] == "/ca.pem"
     assert fake.options["ssl_cert_reqs"] == cert_reqs

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from ansible_collections.keel.ops.plugins.module_utils import _probe_kinds
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError
+from ansible_collections.keel.ops.plugins.module_utils._probe import kinds
 from ansible_collections.keel.ops.plugins.module_utils._probe.runner import build_check, build_checks, check_secrets, probe, validate_run_options
 from ansible_collections.keel.ops.plugins.module_utils._probe.status import CRITICAL, MetricSpec, WARNING
 
@@ -66,7 +66,7 @@ def test_duplicate_names_and_empty_list():
 
 
 def test_missing_library_names_the_package(monkeypatch):
-    monkeypatch.setitem(_probe_kinds._LIBRARY_MODULES, "psycopg2", None)
+    monkeypatch.setitem(kinds._LIBRARY_MODULES, "psycopg2", None)
     with pytest.raises(Exception, match="a postgres check needs the Python library 'psycopg2'.*pip install "
                                         "psycopg2-binary"):
         build_check(0, {"kind": "postgres"}, 5)
@@ -106,10 +106,10 @@ class FakeKind:
 def fake(monkeypatch):
     def install(script, sleep=0.0):
         kind = FakeKind(script, sleep)
-        spec = _probe_kinds.KindSpec(options={"host": None}, required=("host",),
+        spec = kinds.KindSpec(options={"host": None}, required=("host",),
                                      metrics={"latency": MetricSpec("ms", True, None, None)},
                                      target=lambda c: c["host"], probe=kind, library=None)
-        monkeypatch.setitem(_probe_kinds.KINDS, "fake", spec)
+        monkeypatch.setitem(kinds.KINDS, "fake", spec)
         checks = build_checks([{"kind": "fake", "name": host, "host": host} for host in script], 5)
         return kind, checks
     return install
@@ -196,9 +196,9 @@ def stuck(monkeypatch):
             HANG.wait()
         result.note("answered")
 
-    spec = _probe_kinds.KindSpec(options={"host": None}, required=("host",), metrics={},
+    spec = kinds.KindSpec(options={"host": None}, required=("host",), metrics={},
                                  target=lambda c: c["host"], probe=probe_stuck, library=None)
-    monkeypatch.setitem(_probe_kinds.KINDS, "stuck", spec)
+    monkeypatch.setitem(kinds.KINDS, "stuck", spec)
     return lambda *hosts, **extra: build_checks([dict({"kind": "stuck", "name": h, "host": h}, **extra)
                                                  for h in hosts], 5)
 
@@ -219,15 +219,15 @@ def test_the_deadline_ends_a_round_with_stuck_and_queued_checks(stuck):
 
 STUCK_SCRIPT = """
 import threading
-from ansible_collections.keel.ops.plugins.module_utils import _probe_kinds
-from ansible_collections.keel.ops.plugins.module_utils._probe import runner as _probe_runner
+from ansible_collections.keel.ops.plugins.module_utils._probe import kinds
+from ansible_collections.keel.ops.plugins.module_utils._probe import runner
 
 def hang(options, result, timeout, thresholds):
     threading.Event().wait()
 
-_probe_kinds.KINDS["stuck"] = _probe_kinds.KindSpec({"host": None}, (), {}, lambda c: c["host"], hang, None)
-checks = _probe_runner.build_checks([{"kind": "stuck", "host": "h%d" % i} for i in range(3)], 5)
-print(_probe_runner.probe(checks, deadline=0.3)["status"])
+kinds.KINDS["stuck"] = kinds.KindSpec({"host": None}, (), {}, lambda c: c["host"], hang, None)
+checks = runner.build_checks([{"kind": "stuck", "host": "h%d" % i} for i in range(3)], 5)
+print(runner.probe(checks, deadline=0.3)["status"])
 """
 
 

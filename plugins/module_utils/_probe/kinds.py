@@ -1,13 +1,13 @@
 # -*- coding: utf-8 -*-
 # Copyright: keel.ops contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The probe kinds of health_probe: what each one measures and how.
+"""The probe kinds of health_probe: what each one measures and how (http is http.py's).
 
 Each kind is a KindSpec: the options it accepts (with defaults), the options it requires (a tuple inside
-`required` means "one of these"), the metrics it
-reports (unit, direction, default limits), how to name its target, the Python library it needs, and the
-probe function. A probe function takes the check's options, a CheckResult to fill and a timeout in
-seconds; it records problems instead of raising, so one broken target never hides the others.
+`required` means "one of these"), the metrics it reports (unit, direction, default limits), how to name its
+target, the Python library it needs, and the probe function. A probe function takes the check's options, a
+CheckResult to fill and a timeout in seconds; it records problems instead of raising, so one broken target
+never hides the others.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -15,21 +15,17 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
-import json
 import os
-import re
 import socket
 import ssl
-import threading
 import time
 from collections import namedtuple
 
-from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
-from ansible.module_utils.six.moves.urllib.parse import urljoin, urlsplit
-from ansible.module_utils.urls import Request, make_context
 
-from ansible_collections.keel.ops.plugins.module_utils._probe.status import CRITICAL, MetricSpec, UNKNOWN, format_value
-from ansible_collections.keel.ops.plugins.module_utils._redact import looks_secret, mask_url
+from ansible_collections.keel.ops.plugins.module_utils._errors import first_line
+from ansible_collections.keel.ops.plugins.module_utils._probe.http import probe_http
+from ansible_collections.keel.ops.plugins.module_utils._probe.status import CRITICAL, UNKNOWN, MetricSpec, elapsed_ms, format_value
+from ansible_collections.keel.ops.plugins.module_utils._redact import mask_url
 
 try:
     import jmespath
@@ -56,219 +52,9 @@ try:
 except ImportError:
     x509 = None
 
+
 KindSpec = namedtuple("KindSpec", "options required metrics target probe library")
 
-
-def _elapsed_ms(started):
-    return round((time.monotonic() - started) * 1000.0, 1)
-
-
-def _first_line(error):
-    text = str(error).strip()
-    return text.splitlines()[0] if text else error.__class__.__name__
-
-
-# --- http -------------------------------------------------------------------------------------------
-
-_TLS_CONTEXTS = {}
-_TLS_LOCK = threading.Lock()
-
-
-def _tls_context(validate_certs):
-    """One TLS context per verification mode, shared by all requests: building one loads the CA store,
-    which costs tens of milliseconds and would otherwise dominate a run of many small checks."""
-    with _TLS_LOCK:
-        if validate_certs not in _TLS_CONTEXTS:
-            _TLS_CONTEXTS[validate_certs] = make_context(validate_certs=validate_certs)
-        return _TLS_CONTEXTS[validate_certs]
-
-
-# An HTTP check reads at most this much of a body: enough for any health document, bounded for memory.
-MAX_BODY_BYTES = 1024 * 1024
-MAX_REDIRECTS = 10
-REDIRECT_CODES = (301, 302, 303, 307, 308)
-REDIRECT_POLICIES = ("same_origin", "safe", "none")
-# follow_redirects used to be a bool; Ansible turns true/false given to a string choice into yes/no.
-_FORMER_POLICIES = {True: "same_origin", False: "none", "yes": "same_origin", "no": "none"}
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-class OutOfTime(Exception):
-    """A check used up its timeout. Socket timeouts apply to each read, so a slow drip alone never trips them."""
-
-
-def _time_left(end):
-    left = end - time.monotonic()
-    if left <= 0:
-        raise OutOfTime()
-    return left
-
-
-def redirect_policy(value):
-    """follow_redirects as one of REDIRECT_POLICIES (unset means same_origin), or None when it is not one."""
-    policy = "same_origin" if value is None else _FORMER_POLICIES.get(value, value)
-    return policy if policy in REDIRECT_POLICIES else None
-
-
-def origin(url):
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    return scheme, (parts.hostname or "").lower(), parts.port or _DEFAULT_PORTS.get(scheme)
-
-
-def redirect_refusal(policy, method, url, target):
-    """Why a redirect from url to target is not followed under policy, or None to follow it."""
-    if policy == "none":
-        return "follow_redirects is none"
-    if method not in ("GET", "HEAD"):
-        return "only GET and HEAD requests follow redirects"
-    here, there = origin(url), origin(target)
-    if there[0] not in _DEFAULT_PORTS:
-        return "it is not an http or https URL"
-    if here[0] == "https" and there[0] != "https":
-        return "it would downgrade https to http"
-    if policy == "same_origin" and here != there:
-        return "it leaves the origin and follow_redirects is same_origin"
-    return None
-
-
-def without_credentials(headers):
-    """The headers that may follow a redirect to another origin: none that looks like it carries a credential
-    (Authorization, Cookie, X-Api-Key, X-Auth-Token...)."""
-    return dict((name, value) for name, value in headers.items()
-                if not looks_secret(name) and name.lower() not in ("cookie", "proxy-authorization"))
-
-
-def _limit_next_read(response, seconds):
-    """Shrink the socket's per-read timeout to what is left of the check's budget, so the last read cannot
-    overrun it. http.client keeps the socket in its reader (response.fp.raw._sock; an HTTPError wraps the
-    response once more); when it is not there, the budget is still checked between reads."""
-    reader = response
-    for _depth in range(3):
-        reader = getattr(reader, "fp", None)
-        sock = getattr(getattr(reader, "raw", None), "_sock", None)
-        if sock is not None:
-            sock.settimeout(seconds)
-            return
-
-
-def read_body(response, end):
-    """Up to MAX_BODY_BYTES of the body, or OutOfTime when it does not arrive before `end` (monotonic)."""
-    if isinstance(response, HTTPError) and not response.fp:
-        return b""
-    chunks, size = [], 0
-    try:
-        while size < MAX_BODY_BYTES:
-            _limit_next_read(response, _time_left(end))
-            chunk = response.read1(MAX_BODY_BYTES - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-    except (socket.timeout, TimeoutError):
-        raise OutOfTime()
-    return b"".join(chunks)
-
-
-def _request_data(check):
-    data = check["body"]
-    return json.dumps(data) if data is not None and not isinstance(data, (bytes, str)) else data
-
-
-def _open(check, method, url, headers, data, end):
-    """One request, redirects left to the caller: (status code, response headers, response to read)."""
-    try:
-        response = Request().open(method, url, headers=headers, data=data, timeout=_time_left(end),
-                                  validate_certs=check["validate_certs"], follow_redirects="none",
-                                  context=_tls_context(check["validate_certs"]))
-        return response.getcode(), response.headers, response
-    except HTTPError as error:  # an error status, or a redirect not followed, is an answer too
-        return error.code, error.headers, error
-
-
-def _exchange(check, end):
-    """Request the URL, following the redirects follow_redirects allows, within the check's time budget.
-    Returns (status code, body, the URL that answered, why a redirect was not followed or None)."""
-    method, url, headers, data = check["method"].upper(), check["url"], dict(check["headers"]), _request_data(check)
-    for _hop in range(MAX_REDIRECTS + 1):
-        code, response_headers, response = _open(check, method, url, headers, data, end)
-        location = response_headers.get("Location") if code in REDIRECT_CODES else None
-        target = urljoin(url, location) if location else None
-        refusal = redirect_refusal(check["follow_redirects"], method, url, target) if target else None
-        if not target or refusal:
-            try:
-                body = read_body(response, end)
-            finally:
-                response.close()
-            return code, body, url, refusal and "redirect to %s not followed: %s" % (mask_url(target), refusal)
-        response.close()
-        same_origin = origin(target) == origin(url)
-        headers = headers if same_origin else without_credentials(headers)
-        data = data if same_origin and code in (307, 308) else None
-        url = target
-    raise ValueError("more than %d redirects" % MAX_REDIRECTS)
-
-
-def _check_json(check, body, result):
-    """Compare a jmespath expression over the JSON body with the expected value."""
-    try:
-        document = json.loads(body.decode("utf-8", "replace"))
-    except ValueError:
-        result.problem(CRITICAL, "body is not JSON, so jmespath '%s' cannot be evaluated" % check["jmespath"])
-        return
-    actual = jmespath.search(check["jmespath"], document)
-    result.details["jmespath_value"] = actual
-    if check["expect"] is not None and actual != check["expect"]:
-        result.problem(CRITICAL, "jmespath '%s' is %s, expected %s"
-                       % (check["jmespath"], json.dumps(actual), json.dumps(check["expect"])))
-    else:
-        result.note("%s = %s" % (check["jmespath"], json.dumps(actual)))
-
-
-def _judge_status(check, code, refusal, result):
-    """The status code against the expected ones; a redirect not followed says why it was not."""
-    if refusal:
-        result.details["redirect_not_followed"] = refusal
-    if code not in check["status_code"]:
-        expected = " or ".join(str(c) for c in check["status_code"])
-        result.problem(CRITICAL, "HTTP %d, expected %s%s" % (code, expected, "; %s" % refusal if refusal else ""))
-    else:
-        result.note("HTTP %d" % code)
-
-
-def probe_http(check, result, timeout, thresholds):
-    started = time.monotonic()
-    try:
-        code, body, url, refusal = _exchange(check, started + timeout)
-    except OutOfTime:
-        result.problem(CRITICAL, "no complete response within %gs" % timeout)
-        return
-    except (socket.timeout, TimeoutError):
-        result.problem(CRITICAL, "no response within %gs" % timeout)
-        return
-    except URLError as error:
-        reason = error.reason
-        if isinstance(reason, (socket.timeout, TimeoutError)):
-            result.problem(CRITICAL, "no response within %gs" % timeout)
-        else:
-            result.problem(CRITICAL, "cannot reach %s: %s" % (mask_url(check["url"]), _first_line(reason)))
-        return
-    except (OSError, ValueError) as error:
-        result.problem(CRITICAL, "request failed: %s" % _first_line(error))
-        return
-    result.metric("response_time", _elapsed_ms(started), "ms", thresholds["response_time"])
-    result.details["status_code"] = code
-    result.details["body_bytes"] = len(body)
-    if url != check["url"]:
-        result.details["redirected_to"] = mask_url(url)
-    _judge_status(check, code, refusal, result)
-    if check["body_regex"] and not re.search(check["body_regex"], body.decode("utf-8", "replace")):
-        result.problem(CRITICAL, "body does not match regex '%s'" % check["body_regex"])
-    if check["jmespath"]:
-        _check_json(check, body, result)
-
-
-# --- tcp --------------------------------------------------------------------------------------------
 
 def probe_tcp(check, result, timeout, thresholds):
     started = time.monotonic()
@@ -278,13 +64,11 @@ def probe_tcp(check, result, timeout, thresholds):
         result.problem(CRITICAL, "no connection within %gs" % timeout)
         return
     except OSError as error:
-        result.problem(CRITICAL, "cannot connect: %s" % _first_line(error))
+        result.problem(CRITICAL, "cannot connect: %s" % first_line(error))
         return
-    result.metric("connect_time", _elapsed_ms(started), "ms", thresholds["connect_time"])
+    result.metric("connect_time", elapsed_ms(started), "ms", thresholds["connect_time"])
     result.note("port open")
 
-
-# --- postgres ---------------------------------------------------------------------------------------
 
 _PG_STATE_SQL = """
 SELECT current_setting('server_version'),
@@ -312,18 +96,18 @@ def probe_postgres(check, result, timeout, thresholds):
     try:
         conn = _pg_connect(check, timeout)
     except psycopg2.Error as error:
-        result.problem(CRITICAL, "cannot connect: %s" % _first_line(error))
+        result.problem(CRITICAL, "cannot connect: %s" % first_line(error))
         return
     try:
         with conn.cursor() as cur:
             started = time.monotonic()
             cur.execute("SELECT 1")
             cur.fetchone()
-            result.metric("query_time", _elapsed_ms(started), "ms", thresholds["query_time"])
+            result.metric("query_time", elapsed_ms(started), "ms", thresholds["query_time"])
             cur.execute(_PG_STATE_SQL)
             version, max_conn, used, in_recovery, size, lag = cur.fetchone()
     except psycopg2.Error as error:
-        result.problem(CRITICAL, "query failed: %s" % _first_line(error))
+        result.problem(CRITICAL, "query failed: %s" % first_line(error))
         return
     finally:
         conn.close()
@@ -335,8 +119,6 @@ def probe_postgres(check, result, timeout, thresholds):
                           max_connections=max_conn)
     result.note("PostgreSQL %s %s" % (version, "replica" if in_recovery else "primary"))
 
-
-# --- redis ------------------------------------------------------------------------------------------
 
 def _redis_client(check, timeout):
     options = dict(host=check["host"], port=check["port"], db=check["db"], username=check["username"],
@@ -358,13 +140,13 @@ def probe_redis(check, result, timeout, thresholds):
     try:
         started = time.monotonic()
         client.ping()
-        ping_ms = _elapsed_ms(started)
+        ping_ms = elapsed_ms(started)
         info = client.info()
     except redis.exceptions.AuthenticationError as error:
-        result.problem(CRITICAL, "authentication failed: %s" % _first_line(error))
+        result.problem(CRITICAL, "authentication failed: %s" % first_line(error))
         return
     except redis.exceptions.RedisError as error:
-        result.problem(CRITICAL, "cannot reach redis: %s" % _first_line(error))
+        result.problem(CRITICAL, "cannot reach redis: %s" % first_line(error))
         return
     finally:
         client.close()
@@ -385,8 +167,6 @@ def probe_redis(check, result, timeout, thresholds):
     result.note("Redis %s %s" % (info.get("redis_version"), info.get("role")))
 
 
-# --- system -----------------------------------------------------------------------------------------
-
 def probe_system(check, result, timeout, thresholds):
     result.metric("cpu", psutil.cpu_percent(interval=min(check["cpu_interval"], timeout)), "%",
                   thresholds["cpu"])
@@ -395,7 +175,7 @@ def probe_system(check, result, timeout, thresholds):
         try:
             usage = psutil.disk_usage(mount)
         except OSError as error:
-            result.problem(UNKNOWN, "cannot read disk usage of %s: %s" % (mount, _first_line(error)))
+            result.problem(UNKNOWN, "cannot read disk usage of %s: %s" % (mount, first_line(error)))
             continue
         result.metric("disk:%s" % mount, usage.percent, "%", thresholds["disk"])
     load1 = os.getloadavg()[0]
@@ -404,8 +184,6 @@ def probe_system(check, result, timeout, thresholds):
     result.note(", ".join("%s %s" % (name, format_value(metric["value"], metric["unit"]))
                           for name, metric in result.metrics.items()))
 
-
-# --- tls_cert ---------------------------------------------------------------------------------------
 
 def _fetch_certificate(check, timeout, verify):
     """Return the server's leaf certificate (DER); with verify, fail when the chain or name is wrong."""
@@ -437,7 +215,7 @@ def probe_tls_cert(check, result, timeout, thresholds):
     try:
         cert = _load_certificate(check, timeout)
     except (OSError, ValueError) as error:
-        result.problem(CRITICAL, "cannot read certificate: %s" % _first_line(error))
+        result.problem(CRITICAL, "cannot read certificate: %s" % first_line(error))
         return
     not_after = _not_after(cert)
     days = (not_after - datetime.datetime.now(datetime.timezone.utc)).total_seconds() / 86400.0
@@ -450,7 +228,7 @@ def probe_tls_cert(check, result, timeout, thresholds):
         try:
             _fetch_certificate(check, timeout, verify=True)
         except (OSError, ValueError) as error:
-            result.problem(CRITICAL, "certificate does not verify: %s" % _first_line(error))
+            result.problem(CRITICAL, "certificate does not verify: %s" % first_line(error))
     result.note("expires %s" % not_after.date().isoformat())
 
 
@@ -519,6 +297,7 @@ KINDS = {
         library=("cryptography", "cryptography"),
     ),
 }
+
 
 _LIBRARY_MODULES = {"psycopg2": psycopg2, "redis": redis, "psutil": psutil, "cryptography": x509,
                     "jmespath": jmespath}
