@@ -32,7 +32,7 @@ import signal
 import warnings
 
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, DependencyError
-from ansible_collections.keel.ops.plugins.module_utils._rollout import (
+from ansible_collections.keel.ops.plugins.module_utils._rollout.interfaces import (
     OLD_SUFFIX,
     ContainerEngine,
     ContainerState,

@@ -18,7 +18,7 @@ __metaclass__ = type
 import socket
 import time
 
-from ansible_collections.keel.ops.plugins.module_utils._rollout import READY, LoadBalancer, LoadBalancerError
+from ansible_collections.keel.ops.plugins.module_utils._rollout.interfaces import READY, LoadBalancer, LoadBalancerError
 
 READ_CHUNK = 65536
 OP_STATE_RUNNING = "2"  # srv_op_state in 'show servers state': 0 stopped, 1 starting, 2 running, 3 stopping

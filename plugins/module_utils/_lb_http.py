@@ -16,7 +16,7 @@ from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 from ansible.module_utils.urls import Request
 
 from ansible_collections.keel.ops.plugins.module_utils._redact import mask_url
-from ansible_collections.keel.ops.plugins.module_utils._rollout import LoadBalancer, LoadBalancerError
+from ansible_collections.keel.ops.plugins.module_utils._rollout.interfaces import LoadBalancer, LoadBalancerError
 
 MAX_ERROR_BODY = 300
 

@@ -361,7 +361,12 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.keel.ops.plugins.module_utils import _argspecs as specs
 from ansible_collections.keel.ops.plugins.module_utils._errors import module_failures
-from ansible_collections.keel.ops.plugins.module_utils._probe.runner import build_checks, check_secrets, probe, validate_run_options
+from ansible_collections.keel.ops.plugins.module_utils._probe.runner import (
+    build_checks,
+    check_secrets,
+    probe,
+    validate_run_options,
+)
 from ansible_collections.keel.ops.plugins.module_utils._probe.status import FAIL_ON_CHOICES, is_failing
 
 ARGUMENT_SPEC = dict(

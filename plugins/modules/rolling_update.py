@@ -516,16 +516,14 @@ from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigErro
 from ansible_collections.keel.ops.plugins.module_utils._lb_haproxy import HAProxyLoadBalancer, RuntimeAPI
 from ansible_collections.keel.ops.plugins.module_utils._lb_http import HttpHookLoadBalancer
 from ansible_collections.keel.ops.plugins.module_utils._probe.runner import check_secrets
-from ansible_collections.keel.ops.plugins.module_utils._rollout import (
+from ansible_collections.keel.ops.plugins.module_utils._rollout.interfaces import LoadBalancerGroup, NoLoadBalancer
+from ansible_collections.keel.ops.plugins.module_utils._rollout.plan import (
     HealthConfig,
-    LoadBalancerGroup,
-    NoLoadBalancer,
-    Rollout,
     RolloutConfig,
     check_selector,
-    plan_results,
     plan_rollout,
 )
+from ansible_collections.keel.ops.plugins.module_utils._rollout.run import Rollout, plan_results
 
 HEALTH_CHECK_OPTIONS = specs.health_check_subset(("http", "tcp"), template_port=True)
 

@@ -10,7 +10,12 @@ __metaclass__ = type
 
 import hashlib
 
-from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, DecryptionKeyError, DependencyError, IntegrityError
+from ansible_collections.keel.ops.plugins.module_utils._errors import (
+    ConfigError,
+    DecryptionKeyError,
+    DependencyError,
+    IntegrityError,
+)
 
 try:
     import pyrage

@@ -15,7 +15,12 @@ import contextlib
 from ansible_collections.keel.ops.plugins.module_utils._backup.config import s3_options, signing_from_params
 from ansible_collections.keel.ops.plugins.module_utils._backup.manifest import new_backup_id
 from ansible_collections.keel.ops.plugins.module_utils._backup.repository import Repository
-from ansible_collections.keel.ops.plugins.module_utils._backup.retention import RETENTION_OPTIONS, apply_retention, policy_of, retention_configured
+from ansible_collections.keel.ops.plugins.module_utils._backup.retention import (
+    RETENTION_OPTIONS,
+    apply_retention,
+    policy_of,
+    retention_configured,
+)
 from ansible_collections.keel.ops.plugins.module_utils._backup.storage.base import StorageError
 from ansible_collections.keel.ops.plugins.module_utils._backup.storage.url import open_storage
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError

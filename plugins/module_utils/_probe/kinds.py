@@ -24,7 +24,13 @@ from collections import namedtuple
 
 from ansible_collections.keel.ops.plugins.module_utils._errors import first_line
 from ansible_collections.keel.ops.plugins.module_utils._probe.http import probe_http
-from ansible_collections.keel.ops.plugins.module_utils._probe.status import CRITICAL, UNKNOWN, MetricSpec, elapsed_ms, format_value
+from ansible_collections.keel.ops.plugins.module_utils._probe.status import (
+    CRITICAL,
+    UNKNOWN,
+    MetricSpec,
+    elapsed_ms,
+    format_value,
+)
 from ansible_collections.keel.ops.plugins.module_utils._redact import mask_url
 
 try:

@@ -19,7 +19,16 @@ from ansible.module_utils.six.moves.urllib.parse import parse_qsl, urlsplit
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, DependencyError
 from ansible_collections.keel.ops.plugins.module_utils._probe.http import REDIRECT_POLICIES, redirect_policy
 from ansible_collections.keel.ops.plugins.module_utils._probe.kinds import KINDS, jmespath_error, library_available
-from ansible_collections.keel.ops.plugins.module_utils._probe.status import CheckResult, HEALTHY, SEVERITY, STATUSES, UNKNOWN, build_threshold, is_failing, worst
+from ansible_collections.keel.ops.plugins.module_utils._probe.status import (
+    CheckResult,
+    HEALTHY,
+    SEVERITY,
+    STATUSES,
+    UNKNOWN,
+    build_threshold,
+    is_failing,
+    worst,
+)
 from ansible_collections.keel.ops.plugins.module_utils._redact import looks_secret, mask_url
 
 COMMON_OPTIONS = ("name", "kind", "timeout", "thresholds")

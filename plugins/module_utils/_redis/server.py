@@ -23,8 +23,20 @@ import subprocess
 import tempfile
 import time
 
-from ansible_collections.keel.ops.plugins.module_utils._errors import DependencyError, IntegrityError, RedisAuthError, RedisError
-from ansible_collections.keel.ops.plugins.module_utils._redis.connection import Connection, Server, keyspace, parse_info, parse_version, rdb_version_of
+from ansible_collections.keel.ops.plugins.module_utils._errors import (
+    DependencyError,
+    IntegrityError,
+    RedisAuthError,
+    RedisError,
+)
+from ansible_collections.keel.ops.plugins.module_utils._redis.connection import (
+    Connection,
+    Server,
+    keyspace,
+    parse_info,
+    parse_version,
+    rdb_version_of,
+)
 from ansible_collections.keel.ops.plugins.module_utils._redis.rdb import child_env, named_link
 from ansible_collections.keel.ops.plugins.module_utils._redis.resp import POLL, RespConnection, failing_as
 

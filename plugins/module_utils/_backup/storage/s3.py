@@ -18,7 +18,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.keel.ops.plugins.module_utils._backup.storage import s3_errors
-from ansible_collections.keel.ops.plugins.module_utils._backup.storage.base import MIB, Storage, StorageError, Writer, human_size, key_parts
+from ansible_collections.keel.ops.plugins.module_utils._backup.storage.base import (
+    MIB,
+    Storage,
+    StorageError,
+    Writer,
+    human_size,
+    key_parts,
+)
 from ansible_collections.keel.ops.plugins.module_utils._backup.storage.local import whoami
 from ansible_collections.keel.ops.plugins.module_utils._backup.storage.lock import check_lock_args
 from ansible_collections.keel.ops.plugins.module_utils._backup.storage.s3_lock import S3Lock

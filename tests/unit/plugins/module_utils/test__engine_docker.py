@@ -16,7 +16,7 @@ from ansible_collections.keel.ops.plugins.module_utils._engine_docker import (
     template_fields,
 )
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError
-from ansible_collections.keel.ops.plugins.module_utils._rollout import EngineError
+from ansible_collections.keel.ops.plugins.module_utils._rollout.interfaces import EngineError
 
 PODMAN_IMAGE = {
     "Env": ["APP_HOST=127.0.0.1", "APP_PORT=8080"],

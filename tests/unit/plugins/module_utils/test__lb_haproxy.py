@@ -17,7 +17,7 @@ from ansible_collections.keel.ops.plugins.module_utils._lb_haproxy import (
     parse_servers_state,
     parse_stat_sessions,
 )
-from ansible_collections.keel.ops.plugins.module_utils._rollout import LoadBalancerError
+from ansible_collections.keel.ops.plugins.module_utils._rollout.interfaces import LoadBalancerError
 
 STATE_HEADER = ("# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight "
                 "srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state "

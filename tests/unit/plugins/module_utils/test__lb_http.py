@@ -6,7 +6,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from ansible_collections.keel.ops.plugins.module_utils._lb_http import HttpHookLoadBalancer
-from ansible_collections.keel.ops.plugins.module_utils._rollout import LoadBalancerError
+from ansible_collections.keel.ops.plugins.module_utils._rollout.interfaces import LoadBalancerError
 
 
 class AdminAPI(BaseHTTPRequestHandler):

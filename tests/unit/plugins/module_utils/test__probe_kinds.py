@@ -3,7 +3,13 @@ import time
 import pytest
 
 from ansible_collections.keel.ops.plugins.module_utils._probe import kinds
-from ansible_collections.keel.ops.plugins.module_utils._probe.http import OutOfTime, read_body, redirect_policy, redirect_refusal, without_credentials
+from ansible_collections.keel.ops.plugins.module_utils._probe.http import (
+    OutOfTime,
+    read_body,
+    redirect_policy,
+    redirect_refusal,
+    without_credentials,
+)
 from ansible_collections.keel.ops.plugins.module_utils._probe.status import CheckResult
 
 

@@ -8,7 +8,13 @@ import pytest
 
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError
 from ansible_collections.keel.ops.plugins.module_utils._probe import kinds
-from ansible_collections.keel.ops.plugins.module_utils._probe.runner import build_check, build_checks, check_secrets, probe, validate_run_options
+from ansible_collections.keel.ops.plugins.module_utils._probe.runner import (
+    build_check,
+    build_checks,
+    check_secrets,
+    probe,
+    validate_run_options,
+)
 from ansible_collections.keel.ops.plugins.module_utils._probe.status import CRITICAL, MetricSpec, WARNING
 
 

@@ -1,7 +1,19 @@
 import pytest
 
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError
-from ansible_collections.keel.ops.plugins.module_utils._probe.status import CRITICAL, CheckResult, HEALTHY, MetricSpec, Threshold, UNKNOWN, WARNING, build_threshold, format_value, is_failing, worst
+from ansible_collections.keel.ops.plugins.module_utils._probe.status import (
+    CRITICAL,
+    CheckResult,
+    HEALTHY,
+    MetricSpec,
+    Threshold,
+    UNKNOWN,
+    WARNING,
+    build_threshold,
+    format_value,
+    is_failing,
+    worst,
+)
 
 HIGHER = MetricSpec("ms", True, None, None)
 LOWER = MetricSpec("%", False, None, None)

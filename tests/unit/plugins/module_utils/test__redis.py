@@ -7,7 +7,13 @@ import time
 
 import pytest
 
-from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, DependencyError, IntegrityError, KeelError, RedisError
+from ansible_collections.keel.ops.plugins.module_utils._errors import (
+    ConfigError,
+    DependencyError,
+    IntegrityError,
+    KeelError,
+    RedisError,
+)
 from ansible_collections.keel.ops.plugins.module_utils._redis import bgsave as redis_bgsave
 from ansible_collections.keel.ops.plugins.module_utils._redis import connection as redis_connection
 from ansible_collections.keel.ops.plugins.module_utils._redis import hooks as redis_hooks

@@ -1,4 +1,8 @@
-from ansible_collections.keel.ops.plugins.module_utils._probe.report import overall_status, prometheus_text, summary_table
+from ansible_collections.keel.ops.plugins.module_utils._probe.report import (
+    overall_status,
+    prometheus_text,
+    summary_table,
+)
 
 
 def check(name, kind, status, message, metrics=None, duration=12.4):

@@ -2,8 +2,18 @@ import datetime
 
 import pytest
 
-from ansible_collections.keel.ops.plugins.module_utils._backup.manifest import backup_time, is_backup_id, new_backup_id, parse_timestamp, validate_source
-from ansible_collections.keel.ops.plugins.module_utils._backup.retention import plan_retention, retention_configured, validate_retention
+from ansible_collections.keel.ops.plugins.module_utils._backup.manifest import (
+    backup_time,
+    is_backup_id,
+    new_backup_id,
+    parse_timestamp,
+    validate_source,
+)
+from ansible_collections.keel.ops.plugins.module_utils._backup.retention import (
+    plan_retention,
+    retention_configured,
+    validate_retention,
+)
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError
 
 UTC = datetime.timezone.utc

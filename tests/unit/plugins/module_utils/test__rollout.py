@@ -7,32 +7,33 @@ import threading
 import pytest
 
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError
-from ansible_collections.keel.ops.plugins.module_utils._rollout import (
+from ansible_collections.keel.ops.plugins.module_utils._rollout.health import HealthGate
+from ansible_collections.keel.ops.plugins.module_utils._rollout.interfaces import (
     OLD_SUFFIX,
     ContainerEngine,
     ContainerState,
     EngineError,
-    HealthConfig,
     HealthError,
-    HealthGate,
     Instance,
     LoadBalancer,
     LoadBalancerError,
     LoadBalancerGroup,
-    Rollout,
-    RolloutConfig,
     TargetImage,
+)
+from ansible_collections.keel.ops.plugins.module_utils._rollout.plan import (
+    HealthConfig,
+    RolloutConfig,
     batch_size_for,
     check_selector,
     exceeds_tolerance,
     natural_key,
     parse_amount,
-    plan_results,
     plan_rollout,
-    process_owner,
     render,
     render_checks,
 )
+from ansible_collections.keel.ops.plugins.module_utils._rollout.repair import process_owner
+from ansible_collections.keel.ops.plugins.module_utils._rollout.run import Rollout, plan_results
 
 OLD, NEW, BROKEN = "app:v1", "app:v2", "app:broken"
 
