@@ -49,6 +49,10 @@ class RedisAuthError(RedisError):
     """The server refused our credentials (or wants some): waiting for it longer will not help."""
 
 
+class EngineError(KeelError):
+    """The container engine (Docker, or Podman's Docker-compatible API) refused or failed an operation."""
+
+
 def first_line(error):
     """The first line of an error's text (a Docker API error's explanation when it has one), or its class name."""
     text = str(getattr(error, "explanation", None) or error).strip()

@@ -14,12 +14,7 @@ import posixpath
 import subprocess
 
 from ansible_collections.keel.ops.plugins.module_utils import _process as process
-from ansible_collections.keel.ops.plugins.module_utils._errors import (
-    ConfigError,
-    DependencyError,
-    RedisError,
-    first_line,
-)
+from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, EngineError, RedisError, first_line
 
 
 class CommandHook:
@@ -67,30 +62,25 @@ class SystemdHook(CommandHook):
         return "systemd service %s" % self.service
 
 
-def _docker():
-    """The docker SDK, imported only when a container is named: it costs a tenth of a second to import."""
-    try:
-        import docker
-        import requests
-    except ImportError:
-        raise DependencyError("docker_container needs the Python library 'docker' where the module runs "
-                              "(pip install docker)")
-    return docker, (docker.errors.DockerException, requests.exceptions.RequestException)
-
-
 class DockerHook:
     """Stop and start a container through the Docker API; paths inside it are mapped to the host via its mounts."""
 
     def __init__(self, name, docker_host):
-        docker, self.errors = _docker()
+        # Imported here: the Docker SDK costs a tenth of a second to import, and only this hook needs it.
+        from ansible_collections.keel.ops.plugins.module_utils._docker import TRANSPORT_ERRORS, open_client
+
+        self.errors = TRANSPORT_ERRORS
         self.name = name
         try:
-            self.client = docker.DockerClient(base_url=docker_host or os.environ.get("DOCKER_HOST")
-                                              or "unix:///var/run/docker.sock", version="auto", timeout=120)
+            self.client, _podman = open_client(docker_host or os.environ.get("DOCKER_HOST")
+                                               or "unix:///var/run/docker.sock", timeout=120,
+                                               purpose="docker_container")
             self.container = self.client.containers.get(name)
-        except docker.errors.NotFound:
-            raise ConfigError("docker_container: no container named %s" % name)
+        except EngineError as error:
+            raise RedisError("cannot reach the Docker API for container %s: %s" % (name, error))
         except self.errors as error:
+            if getattr(error, "status_code", None) == 404:
+                raise ConfigError("docker_container: no container named %s" % name)
             raise RedisError("cannot reach the Docker API for container %s: %s" % (name, first_line(error)))
 
     def describe(self):

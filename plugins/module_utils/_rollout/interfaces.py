@@ -30,10 +30,6 @@ READY = "ready"
 """The load balancer admin state of a server in rotation (HAProxy also reports 'drain' and 'maint')."""
 
 
-class EngineError(KeelError):
-    """The container engine refused or failed an operation."""
-
-
 class LoadBalancerError(KeelError):
     """The load balancer refused or failed an operation."""
 

@@ -7,16 +7,16 @@ import docker
 import pytest
 import requests
 
-from ansible_collections.keel.ops.plugins.module_utils import _engine_docker as engine_docker
-from ansible_collections.keel.ops.plugins.module_utils._engine_docker import (
+from ansible_collections.keel.ops.plugins.module_utils import _docker as docker_client
+from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, EngineError
+from ansible_collections.keel.ops.plugins.module_utils._rollout import docker as docker_engine
+from ansible_collections.keel.ops.plugins.module_utils._rollout.docker import (
     DockerEngine,
     instance_from_attrs,
     network_plan,
     recreate_config,
     template_fields,
 )
-from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError
-from ansible_collections.keel.ops.plugins.module_utils._rollout.interfaces import EngineError
 
 PODMAN_IMAGE = {
     "Env": ["APP_HOST=127.0.0.1", "APP_PORT=8080"],
@@ -239,8 +239,8 @@ def test_docker_healthchecks_are_only_read():
 
 def test_tls_options_go_together():
     with pytest.raises(ConfigError, match="client_cert and client_key go together"):
-        engine_docker.tls_config(client_cert="/c.pem")
-    assert engine_docker.tls_config() is None
+        docker_client.tls_config(client_cert="/c.pem")
+    assert docker_client.tls_config() is None
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -380,8 +380,8 @@ def test_leftovers_are_the_keel_old_containers_of_the_selection():
 def test_records_are_volumes_that_survive_the_process_and_replace_a_stale_one():
     engine, api = memory_engine()
     api.volumes_by_name["app-1-keel-rollout"] = {"Name": "app-1-keel-rollout",
-                                                 "Labels": {engine_docker.RECORD_LABEL: '{"instance": "stale"}'}}
-    api.volumes_by_name["other"] = {"Name": "other", "Labels": {engine_docker.RECORD_LABEL: "not json"}}
+                                                 "Labels": {docker_engine.RECORD_LABEL: '{"instance": "stale"}'}}
+    api.volumes_by_name["other"] = {"Name": "other", "Labels": {docker_engine.RECORD_LABEL: "not json"}}
     engine.write_record("app-1", {"instance": "app-1", "old_id": "id-1", "lb_before": "ready"})
     again = DockerEngine(StubClient(api), "unix:///run/podman.sock")  # the next run
     assert again.records() == [{"instance": "app-1", "old_id": "id-1", "lb_before": "ready"}]

@@ -6,13 +6,12 @@ import threading
 
 import pytest
 
-from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError
+from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, EngineError
 from ansible_collections.keel.ops.plugins.module_utils._rollout.health import HealthGate
 from ansible_collections.keel.ops.plugins.module_utils._rollout.interfaces import (
     OLD_SUFFIX,
     ContainerEngine,
     ContainerState,
-    EngineError,
     HealthError,
     Instance,
     LoadBalancer,

@@ -31,12 +31,12 @@ import shlex
 import signal
 import warnings
 
-from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, DependencyError
+from ansible_collections.keel.ops.plugins.module_utils._docker import open_client
+from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, EngineError, first_line
 from ansible_collections.keel.ops.plugins.module_utils._rollout.interfaces import (
     OLD_SUFFIX,
     ContainerEngine,
     ContainerState,
-    EngineError,
     Instance,
     TargetImage,
 )
@@ -61,11 +61,12 @@ except ImportError:
     class RequestException(Exception):
         pass
 
+
 RECORD_LABEL = "keel.ops.rolling_update.record"
 RECORD_SUFFIX = "-keel-rollout"
 LOG_TAIL_LINES = 15
-PROBE_API_VERSION = "1.24"  # the oldest the SDK speaks; only used for the unversioned /_ping
 PULL_CHOICES = ("missing", "always", "never")
+
 
 # Mode values that mean "the engine's default": not carried over, so the new container gets the default too.
 DEFAULT_MODES = {
@@ -76,17 +77,19 @@ DEFAULT_MODES = {
     "CgroupnsMode": ("",),
     "Runtime": ("", "oci"),
 }
+
+
 # HostConfig keys that describe the old container's terminal or files, not its configuration.
 DROPPED_HOST_KEYS = ("ConsoleSize", "ContainerIDFile")
+
+
 # Config keys whose value is the old image's unless the container overrode it.
 IMAGE_DEFAULT_KEYS = ("Cmd", "Entrypoint", "WorkingDir", "User", "StopSignal", "Healthcheck", "Shell", "OnBuild")
+
+
 # Network modes that are not the name of a network to attach to.
 SPECIAL_NETWORK_MODES = ("", "default", "bridge", "host", "none", "slirp4netns", "pasta", "private")
 
-
-# --------------------------------------------------------------------------------------------------------
-# Pure functions over inspect documents
-# --------------------------------------------------------------------------------------------------------
 
 def _env_dict(entries):
     return dict(entry.split("=", 1) if "=" in entry else (entry, "") for entry in entries or [])
@@ -273,52 +276,10 @@ def recreate_config(attrs, image_config, image_ref):
     return body
 
 
-# --------------------------------------------------------------------------------------------------------
-# The adapter
-# --------------------------------------------------------------------------------------------------------
-
-def require_docker():
-    if not HAS_DOCKER:
-        raise DependencyError("the rolling update needs the Docker SDK for Python on the host that runs the "
-                              "module (pip install 'docker>=7'); it talks to Docker or to Podman's "
-                              "Docker-compatible API")
-
-
-def tls_config(ca_cert=None, client_cert=None, client_key=None, validate_certs=True):
-    """A docker.tls.TLSConfig for a tcp docker_host, or None when no TLS option is given."""
-    if not (ca_cert or client_cert or client_key):
-        return None
-    if bool(client_cert) != bool(client_key):
-        raise ConfigError("client_cert and client_key go together: give both or neither")
-    require_docker()
-    return docker.tls.TLSConfig(client_cert=(client_cert, client_key) if client_cert else None,
-                                ca_cert=ca_cert, verify=ca_cert if validate_certs and ca_cert else validate_certs)
-
-
 def connect(docker_host, timeout=60, tls=None):
-    """Negotiate the API version with one /_ping (whose headers also tell Podman from Docker) rather than the
-    SDK's version='auto', which asks /version: Podman answers that by running conmon and the OCI runtime,
-    a third of a second per call."""
-    require_docker()
-    try:
-        probe = docker.DockerClient(base_url=docker_host, version=PROBE_API_VERSION, timeout=timeout, tls=tls or False)
-        response = probe.api.get(probe.api.base_url + "/_ping", timeout=timeout)
-        response.raise_for_status()
-        probe.close()
-        headers = response.headers
-        client = docker.DockerClient(base_url=docker_host, version=headers.get("Api-Version") or "auto",
-                                     timeout=timeout, tls=tls or False)
-    except (DockerException, RequestException) as error:
-        raise EngineError("cannot reach the container engine at %s: %s; check docker_host and that the Docker "
-                          "daemon or 'podman system service' runs there" % (docker_host, _first_line(error)))
-    podman = "Libpod-Api-Version" in headers or "libpod" in headers.get("Server", "").lower()
+    """The DockerEngine of the engine at docker_host (Docker or Podman, told apart by its /_ping)."""
+    client, podman = open_client(docker_host, timeout, tls)
     return DockerEngine(client, docker_host, podman=podman)
-
-
-def _first_line(error):
-    explanation = getattr(error, "explanation", None)
-    text = str(explanation or error).strip()
-    return text.splitlines()[0] if text else error.__class__.__name__
 
 
 class DockerEngine(ContainerEngine):
@@ -330,7 +291,7 @@ class DockerEngine(ContainerEngine):
         self._healthchecked = {}
 
     def _error(self, what, error):
-        return EngineError("container engine at %s: cannot %s: %s" % (self.docker_host, what, _first_line(error)))
+        return EngineError("container engine at %s: cannot %s: %s" % (self.docker_host, what, first_line(error)))
 
     def _call(self, what, function, *args, **kwargs):
         try:
