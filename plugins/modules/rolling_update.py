@@ -513,10 +513,10 @@ from ansible.module_utils.basic import AnsibleModule, env_fallback
 from ansible_collections.keel.ops.plugins.module_utils import _argspecs as specs
 from ansible_collections.keel.ops.plugins.module_utils._docker import tls_config
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, module_failures
-from ansible_collections.keel.ops.plugins.module_utils._lb_haproxy import HAProxyLoadBalancer, RuntimeAPI
-from ansible_collections.keel.ops.plugins.module_utils._lb_http import HttpHookLoadBalancer
 from ansible_collections.keel.ops.plugins.module_utils._probe.runner import check_secrets
 from ansible_collections.keel.ops.plugins.module_utils._rollout.docker import PULL_CHOICES, connect
+from ansible_collections.keel.ops.plugins.module_utils._rollout.haproxy import HAProxyLoadBalancer, RuntimeAPI
+from ansible_collections.keel.ops.plugins.module_utils._rollout.http_hook import HttpHookLoadBalancer
 from ansible_collections.keel.ops.plugins.module_utils._rollout.interfaces import LoadBalancerGroup, NoLoadBalancer
 from ansible_collections.keel.ops.plugins.module_utils._rollout.plan import (
     HealthConfig,

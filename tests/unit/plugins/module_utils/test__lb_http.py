@@ -5,7 +5,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from ansible_collections.keel.ops.plugins.module_utils._lb_http import HttpHookLoadBalancer
+from ansible_collections.keel.ops.plugins.module_utils._rollout.http_hook import HttpHookLoadBalancer
 from ansible_collections.keel.ops.plugins.module_utils._rollout.interfaces import LoadBalancerError
 
 
