@@ -16,7 +16,6 @@ unprivileged user when we are root and must be able to traverse the path (pytest
 
 import contextlib
 import fcntl
-import importlib.util
 import json
 import os
 import shutil
@@ -31,17 +30,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 IN_CI = os.environ.get("CI") == "true"
 
 
-def _load_stack_module():
-    # tools/ is not a package; load it under a name that cannot shadow the `stack` fixture.
-    if "keel_stack" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("keel_stack", REPO_ROOT / "tools" / "stack.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["keel_stack"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["keel_stack"]
-
-
-stack_tool = _load_stack_module()
+# tools/keel_stack is the stack (tools/stack.py its command line); named so that it cannot shadow the `stack`
+# fixture. The test files import it as keel_stack too.
+sys.path.insert(0, str(REPO_ROOT / "tools"))
+import keel_stack as stack_tool  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def pytest_sessionstart(session):

@@ -21,7 +21,7 @@ import time
 import urllib.error
 import urllib.request
 
-import keel_stack as stack_tool  # tools/stack.py, loaded by conftest.py
+import keel_stack as stack_tool  # tools/keel_stack, put on sys.path by conftest.py
 import pytest
 from ansible_run import ROOT, run_four_ways, run_module, run_playbook, start_module
 from conftest import unavailable

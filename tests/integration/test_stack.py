@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import keel_stack as stack_tool  # tools/stack.py, loaded by conftest.py
+import keel_stack as stack_tool  # tools/keel_stack, put on sys.path by conftest.py
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

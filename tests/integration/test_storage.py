@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import boto3
-import keel_stack as stack_tool  # tools/stack.py, loaded by conftest.py
+import keel_stack as stack_tool  # tools/keel_stack, put on sys.path by conftest.py
 import pytest
 
 from ansible_collections.keel.ops.plugins.module_utils._backup.storage import lock, url
