@@ -1,6 +1,6 @@
-"""The storage engine: URL and option parsing, and the local backend on real files and real processes.
-
-The S3 backend runs against a real moto server in tests/integration/test_storage.py.
+"""The local storage backend on real files and real processes: atomic writes, private modes, listing, deletes,
+errors with their fix, and flock locks. The S3 backend runs against a real moto server in
+tests/integration/test_storage.py.
 """
 
 import json
@@ -19,16 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.keel.ops.plugins.module_utils._backup.storage import base, local, lock, s3
+from ansible_collections.keel.ops.plugins.module_utils._backup.storage import local
 from ansible_collections.keel.ops.plugins.module_utils._backup.storage.base import LockTimeout, NotFound, StorageError
 from ansible_collections.keel.ops.plugins.module_utils._backup.storage.local import LocalStorage
-from ansible_collections.keel.ops.plugins.module_utils._backup.storage.lock import describe_holder
-from ansible_collections.keel.ops.plugins.module_utils._backup.storage.s3 import S3Storage
-from ansible_collections.keel.ops.plugins.module_utils._backup.storage.url import open_storage, parse_url, s3_options
-from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, DependencyError
+from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError
+
 
 # Child processes import the collection from where tests/conftest.py links it.
-COLLECTIONS = str(Path(__file__).resolve().parents[4] / ".build")
+COLLECTIONS = str(Path(__file__).resolve().parents[6] / ".build")
 
 
 def mode_of(path):
@@ -52,124 +50,6 @@ def open_umask():
         yield
     finally:
         os.umask(old)
-
-
-# --------------------------------------------------------------------------- #
-# Repository URLs.
-# --------------------------------------------------------------------------- #
-
-
-@pytest.mark.parametrize("url, expected", [
-    ("/srv/backups", ("local", "/srv/backups", None)),
-    ("/srv/backups/", ("local", "/srv/backups", None)),
-    ("file:///srv/backups", ("local", "/srv/backups", None)),
-    ("file://localhost/srv/my%20backups", ("local", "/srv/my backups", None)),
-    ("s3://bkt", ("s3", "bkt", "")),
-    ("S3://bkt/", ("s3", "bkt", "")),
-    ("s3://bkt/a/b/", ("s3", "bkt", "a/b")),
-    ("s3://bkt//a//b", ("s3", "bkt", "a/b")),
-    ("  s3://my.bucket-1/keel  ", ("s3", "my.bucket-1", "keel")),
-])
-def test_urls_that_parse(url, expected):
-    assert parse_url(url) == expected
-
-
-@pytest.mark.parametrize("url, message", [
-    ("s3://", r"^repository URL s3:// names no bucket: write it as s3://BUCKET or s3://BUCKET/PREFIX$"),
-    ("s3:///prefix", r"s3:///prefix names no bucket"),
-    ("s3://b/x", r"'b' is not a valid bucket name"),
-    ("s3://bkt/a/../b", r"invalid prefix of repository URL s3://bkt/a/../b 'a/../b'"),
-    ("backups", r"repository path backups is relative: give an absolute path"),
-    ("", r"the repository URL is empty"),
-    ("gs://bkt/x", r"unsupported scheme gs://, use an absolute path, file:///PATH or s3://BUCKET/PREFIX"),
-    ("file://nas/srv", r"names the host nas: file URLs must be local, write file:///PATH"),
-])
-def test_url_errors_say_what_to_write(url, message):
-    with pytest.raises(ConfigError, match=message):
-        parse_url(url)
-
-
-def test_credentials_in_the_url_are_refused_without_echoing_them():
-    with pytest.raises(ConfigError) as caught:
-        parse_url("s3://AKIAEXAMPLE:s3cr3t-value@bkt/keel")
-    message = str(caught.value)
-    assert "carries credentials" in message and "access_key and secret_key" in message
-    assert "s3cr3t-value" not in message and "AKIAEXAMPLE" not in message
-
-
-def test_open_storage_picks_the_backend(tmp_path):
-    local = open_storage("file://" + str(tmp_path))
-    assert isinstance(local, LocalStorage) and local.url == str(tmp_path)
-    remote = open_storage("s3://bkt/keel/", {"endpoint_url": "http://127.0.0.1:9", "access_key": "AK",
-                                             "secret_key": "SK"})
-    assert isinstance(remote, S3Storage)
-    assert remote.url == "s3://bkt/keel"
-    assert remote.describe("postgres/db1/.lock") == "s3://bkt/keel/postgres/db1/.lock"
-    assert remote.full_key("postgres/db1") == "keel/postgres/db1"
-    assert open_storage("s3://bkt").describe("x/y") == "s3://bkt/x/y"
-
-
-def test_s3_without_boto3_is_a_dependency_error(monkeypatch):
-    monkeypatch.setattr(s3, "HAS_BOTO3", False)
-    with pytest.raises(DependencyError, match=r"the repository s3://bkt/p needs the Python library boto3.*pip install boto3"):
-        open_storage("s3://bkt/p")
-
-
-# --------------------------------------------------------------------------- #
-# S3 options (no network needed).
-# --------------------------------------------------------------------------- #
-
-
-def test_s3_options_defaults_and_none_values():
-    options = s3_options({"region": None, "part_size": None, "sse": "AES256"})
-    assert options["part_size"] == 8 * 1024 * 1024 and options["validate_certs"] is True
-    assert options["sse"] == "AES256" and options["region"] is None
-
-
-@pytest.mark.parametrize("given, message", [
-    ({"acces_key": "x"}, r"unknown S3 option\(s\) acces_key: the known ones are access_key, endpoint_url"),
-    ({"sse": "aes"}, r"sse must be AES256 or aws:kms, not 'aes'"),
-    ({"sse_kms_key_id": "k"}, r"sse_kms_key_id needs sse: aws:kms"),
-    ({"part_size": 1024}, r"part_size must be a number of bytes from 5242880 \(5 MiB, the S3 minimum\)"),
-    ({"part_size": True}, r"part_size must be a number of bytes"),
-    ({"validate_certs": "no"}, r"validate_certs must be true or false"),
-    ({"access_key": "AK"}, r"access_key and secret_key go together"),
-    ({"session_token": "t"}, r"session_token needs access_key and secret_key"),
-    ({"profile": "p", "access_key": "AK", "secret_key": "SK"}, r"profile and access_key contradict each other"),
-    ({"endpoint_url": "minio:9000"}, r"endpoint_url minio:9000 is not an http\(s\) URL: write it as https://HOST\[:PORT\]"),
-])
-def test_s3_option_errors(given, message):
-    with pytest.raises(ConfigError, match=message):
-        s3_options(given)
-
-
-@pytest.mark.parametrize("given, message", [
-    ({"region": "not a region!"}, r"S3 option region 'not a region!' is not a region name"),
-    ({"endpoint_url": "http://[::1"}, r"S3 option endpoint_url cannot be used: Invalid IPv6 URL"),
-])
-def test_options_botocore_refuses_are_config_errors_not_tracebacks(given, message):
-    with pytest.raises(ConfigError, match=message):
-        open_storage("s3://bkt", dict(given, access_key="AK", secret_key="SK"))
-
-
-def test_unknown_profile_is_a_config_error(tmp_path, monkeypatch):
-    config = tmp_path / "aws-config"
-    config.write_text("[profile other]\nregion = eu-west-1\n")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
-    with pytest.raises(ConfigError, match=r"AWS profile 'backups' is not defined for the user running the module"):
-        open_storage("s3://bkt", {"profile": "backups"})
-
-
-def test_endpoint_userinfo_never_printed():
-    storage = open_storage("s3://bkt", {"endpoint_url": "https://user:pa55@minio.example:9000", "access_key": "AK",
-                                        "secret_key": "SK"})
-    assert storage.endpoint == "https://minio.example:9000"
-
-
-# --------------------------------------------------------------------------- #
-# Local backend: writing.
-# --------------------------------------------------------------------------- #
 
 
 @pytest.mark.usefixtures("open_umask")
@@ -279,11 +159,6 @@ def test_invalid_keys_are_refused(store, key):
         store.put(key, b"x")
 
 
-# --------------------------------------------------------------------------- #
-# Local backend: listing and deleting.
-# --------------------------------------------------------------------------- #
-
-
 def populate(store):
     for key in ("postgres/db1/b2/manifest.json", "postgres/db1/b1/manifest.json", "postgres/db1/b1/dump",
                 "postgres/db2/b9/manifest.json", "redis/cache/b1/dump.rdb", "postgres/db1/.lock"):
@@ -391,10 +266,6 @@ def test_permission_denied_names_the_user_and_the_fix(tmp_path):
                        "module (%s) access it, or choose another repository path" % (root, user))
 
 
-# --------------------------------------------------------------------------- #
-# Local backend: locks, across real processes.
-# --------------------------------------------------------------------------- #
-
 HOLD_LOCK = """
     import sys, time
     from ansible_collections.keel.ops.plugins.module_utils._backup.storage.url import open_storage
@@ -476,11 +347,6 @@ def test_lock_arguments_are_checked(store):
         store.lock("a/.lock", timeout=1, ttl=0)
 
 
-# --------------------------------------------------------------------------- #
-# Local backend: leftovers of killed writers.
-# --------------------------------------------------------------------------- #
-
-
 def test_cleanup_incomplete_removes_what_a_killed_writer_left(store):
     store.put("postgres/db1/b1/manifest.json", b"{}")
     child = run_python("""
@@ -505,43 +371,3 @@ def test_cleanup_incomplete_removes_what_a_killed_writer_left(store):
     assert files_under(store.root) == ["postgres/db1/b1/manifest.json"]
     assert os.listdir(os.path.join(store.root, "postgres/db1")) == ["b1"]
     assert store.cleanup_incomplete("") == []
-
-
-# --------------------------------------------------------------------------- #
-# Lock records.
-# --------------------------------------------------------------------------- #
-
-
-def test_describe_holder():
-    assert describe_holder({}) == "another process (it has not recorded who it is yet)"
-    assert describe_holder({"host": "db1", "pid": 42, "owner": "pg_backup", "since": "2024-05-01T02:00:00Z"}) == \
-        "host db1 pid 42 (pg_backup) since 2024-05-01T02:00:00Z"
-
-
-def test_process_gone_only_for_dead_pids_of_this_machine():
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
-    here = lock.holder_record(None)
-    assert lock.process_gone(dict(here, pid=child.pid))
-    assert not lock.process_gone(dict(here, pid=os.getpid()))
-    assert not lock.process_gone(dict(here, pid=child.pid, host="elsewhere"))
-    assert not lock.process_gone(dict(here, pid=child.pid, pidns="pid:[1]"))
-    assert not lock.process_gone(dict(here, pid="12"))
-
-
-def test_human_size():
-    assert base.human_size(12) == "12 bytes"
-    assert base.human_size(3 * 1024 * 1024) == "3.0 MiB"
-    assert base.human_size(5 * 1024 ** 4) == "5120.0 GiB"
-
-
-def test_s3_parts_grow_so_large_objects_fit_the_part_limit():
-    writer = s3._S3Writer.__new__(s3._S3Writer)
-    writer._storage = type("S", (), {"part_size": 8 * 1024 * 1024})()
-    sizes = []
-    for count in (0, 999, 1000, 2000, 4000, 9999):
-        writer._parts = [None] * count
-        sizes.append(writer._part_size() // (1024 * 1024))
-    assert sizes == [8, 8, 16, 32, 128, 128]
-    total = sum(min(8 << (n // 1000), 128) for n in range(s3.MAX_PARTS))
-    assert total > 860 * 1024  # MiB: about 867 GiB in one object
