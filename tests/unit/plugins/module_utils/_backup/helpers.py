@@ -1,0 +1,33 @@
+"""What the pipeline tests share: data, and a backup stream stored and loaded back through the pipeline."""
+
+import io
+import os
+
+from ansible_collections.keel.ops.plugins.module_utils._backup import compression, encryption, pipeline
+
+
+DATA = os.urandom(3 * 1024 * 1024 + 17) + b"compressible " * 200000
+
+
+def store(data, algorithm, recipients=()):
+    """Run the backup direction: returns (stored bytes, raw size, stored size, sha256)."""
+    source = pipeline.CountingReader(io.BytesIO(data))
+    out = io.BytesIO()
+    hashed = pipeline.HashingWriter(out)
+    compressed = compression.compressing_reader(source, algorithm, compression.DEFAULT_LEVELS[algorithm])
+    if recipients:
+        encryption.encrypt(compressed, hashed, list(recipients))
+    else:
+        pipeline.copy(compressed, hashed)
+    return out.getvalue(), source.size, hashed.size, hashed.sha256
+
+
+def load(stored, algorithm, identities=()):
+    out = io.BytesIO()
+    sink = compression.decompressing_writer(out, algorithm)
+    if identities:
+        encryption.decrypt(io.BytesIO(stored), sink, list(identities))
+    else:
+        pipeline.copy(io.BytesIO(stored), sink)
+    sink.close()
+    return out.getvalue()
