@@ -1,5 +1,7 @@
-"""What the pipeline tests share: data, and a backup stream stored and loaded back through the pipeline."""
+"""What the _backup unit tests share: data, a backup stream stored and loaded back through the pipeline, and
+UTC times."""
 
+import datetime
 import io
 import os
 
@@ -31,3 +33,10 @@ def load(stored, algorithm, identities=()):
         pipeline.copy(io.BytesIO(stored), sink)
     sink.close()
     return out.getvalue()
+
+
+UTC = datetime.timezone.utc
+
+
+def at(text):
+    return datetime.datetime.fromisoformat(text).replace(tzinfo=UTC)
