@@ -4,14 +4,16 @@ import datetime
 
 import pytest
 
+from ansible_collections.keel.ops.plugins.module_utils._backup.config import Reporter
 from ansible_collections.keel.ops.plugins.module_utils._backup.retention import (
+    apply_retention,
     plan_retention,
     retention_configured,
     validate_retention,
 )
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError
 
-from .helpers import at
+from .helpers import Policy, at, make_backup
 
 
 def daily(days, hour=2):
@@ -61,3 +63,23 @@ def test_boundary_keep_more_than_exist():
 def test_negative_retention_is_refused():
     with pytest.raises(ConfigError, match="keep_weekly must be 0 or more"):
         validate_retention({"keep_weekly": -1})
+
+
+def test_retention_never_deletes_the_backup_this_run_committed(repo):
+    """Ids sort by the writer's clock: another writer whose clock runs ahead makes ours look old."""
+    ahead = make_backup(repo, backup_id="20991231T235959000Z-ffffff")
+    ours = make_backup(repo)
+    result = apply_retention(repo, Policy(keep_last=1), Reporter(), exclude=(ours,))
+    assert result["deleted"] == [] and result["reasons"][ours] == ["taken by this run"]
+    assert sorted(b.id for b in repo.list()) == sorted([ahead, ours])
+
+
+def test_a_held_backup_is_kept_by_retention_until_the_hold_ends(repo):
+    old, new = make_backup(repo, backup_id="20260101T000000000Z-aaaaaa"), make_backup(repo)
+    with repo.hold(repo.load(old), "a restore"):
+        result = apply_retention(repo, Policy(keep_last=1), Reporter())
+        assert result["deleted"] == [] and result["reasons"][old][0].startswith("held by host ")
+        assert repo.live_holds() and old in repo.live_holds()
+    assert repo.live_holds() == {}
+    assert apply_retention(repo, Policy(keep_last=1), Reporter())["deleted"] == [old]
+    assert [b.id for b in repo.list()] == [new]
