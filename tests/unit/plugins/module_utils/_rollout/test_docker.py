@@ -6,10 +6,10 @@ import copy
 import docker
 import pytest
 import requests
-
 from ansible_collections.keel.ops.plugins.module_utils import _docker as docker_client
-from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, EngineError
 from ansible_collections.keel.ops.plugins.module_utils._rollout import docker as docker_engine
+
+from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, EngineError
 from ansible_collections.keel.ops.plugins.module_utils._rollout.docker import (
     DockerEngine,
     instance_from_attrs,

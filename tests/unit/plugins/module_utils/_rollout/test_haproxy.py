@@ -9,7 +9,14 @@ import threading
 
 import pytest
 
-from ansible_collections.keel.ops.plugins.module_utils._rollout.haproxy import HAProxyLoadBalancer, RuntimeAPI, admin_state_name, parse_address, parse_servers_state, parse_stat_sessions
+from ansible_collections.keel.ops.plugins.module_utils._rollout.haproxy import (
+    HAProxyLoadBalancer,
+    RuntimeAPI,
+    admin_state_name,
+    parse_address,
+    parse_servers_state,
+    parse_stat_sessions,
+)
 from ansible_collections.keel.ops.plugins.module_utils._rollout.interfaces import LoadBalancerError
 
 STATE_HEADER = ("# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight "
