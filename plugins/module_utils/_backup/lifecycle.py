@@ -11,9 +11,18 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import contextlib
+import shutil
+import time
 
-from ansible_collections.keel.ops.plugins.module_utils._backup.config import s3_options, signing_from_params
-from ansible_collections.keel.ops.plugins.module_utils._backup.manifest import new_backup_id
+from ansible_collections.keel.ops.plugins.module_utils import _process as process
+from ansible_collections.keel.ops.plugins.module_utils._backup.config import VERSION, s3_options, signing_from_params
+from ansible_collections.keel.ops.plugins.module_utils._backup.encoding import (
+    Encoder,
+    open_identities,
+    store_artifact,
+    store_key,
+)
+from ansible_collections.keel.ops.plugins.module_utils._backup.manifest import isoformat, new_backup_id, utcnow
 from ansible_collections.keel.ops.plugins.module_utils._backup.repository import Repository
 from ansible_collections.keel.ops.plugins.module_utils._backup.retention import (
     RETENTION_OPTIONS,
@@ -26,29 +35,95 @@ from ansible_collections.keel.ops.plugins.module_utils._backup.storage.url impor
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError
 
 
-def run_backup(repo, config, reporter, take):
+class BackupRun:
+    """One backup being taken: what every artifact writer of a kind needs, handed around as one object.
+
+    run_backup() fills in backup_id, workdir and the clock, and stores the passphrase-sealed key first when there
+    is one; a kind's take(run) stores its artifacts with store() and returns manifest(...) with what is its own.
+    """
+
+    def __init__(self, config, reporter, repo, tool):
+        self.config, self.reporter, self.repo, self.tool = config, reporter, repo, tool
+        self.encoder = Encoder(config)
+        self.backup_id = self.workdir = None
+        self.artifacts = []
+        self.cleaned, self.retention = [], None
+        self._started = self._clock = None
+
+    def begin(self, workdir):
+        self.backup_id, self.workdir = new_backup_id(), workdir
+        self._started, self._clock = utcnow(), time.monotonic()
+        if self.encoder.wrapped_key:
+            self.artifacts.append(store_key(self.repo, self.backup_id, self.encoder))
+
+    def store(self, stem, source, **fields):
+        """Stream `source` into the artifact named after `stem` (plus the encoder's extensions)."""
+        artifact = store_artifact(self.repo, self.backup_id, self.encoder.artifact_name(stem), self.encoder, source)
+        artifact.update(fields)
+        self.artifacts.append(artifact)
+        return artifact
+
+    def manifest(self, kind, format_name, source, statistics, tool_details=None, **extra):
+        """The manifest of this backup: what every kind records, plus `extra`."""
+        duration = round(time.monotonic() - self._clock, 3)
+        return dict(self.encoder.manifest(), id=self.backup_id, kind=kind, format=format_name,
+                    source=dict(source, name=self.repo.source),
+                    tool=dict(tool_details or {}, name=self.tool, version=VERSION),
+                    started=isoformat(self._started), finished=isoformat(utcnow()), duration=duration,
+                    labels=self.config.labels or {}, artifacts=self.artifacts, statistics=statistics, **extra)
+
+    def result(self, manifest, plan):
+        """The module result every kind returns for a backup taken (its msg is the kind's to add)."""
+        artifacts = manifest["artifacts"]
+        raw = sum(artifact["raw_size"] for artifact in artifacts)
+        return dict(changed=True, backup_id=manifest["id"], location=self.repo.describe(manifest["id"]),
+                    source=self.repo.source, size=sum(artifact["size"] for artifact in artifacts), raw_size=raw,
+                    duration=manifest["duration"],
+                    throughput_mb_s=round(raw / 1e6 / manifest["duration"], 1) if manifest["duration"] else None,
+                    artifacts=artifacts, statistics=manifest["statistics"], compression=manifest["compression"],
+                    encryption=manifest["encryption"], retention=self.retention, cleaned_up=self.cleaned, plan=plan)
+
+
+def run_backup(run, take):
     """The lifecycle every backup kind shares: lock -> clean up -> take -> commit -> retention.
 
-    take(backup_id) writes the artifacts and returns the manifest. It is committed only after the lock proves,
-    then and there, that this run still holds it; retention runs after a second proof and never deletes the
-    backup just committed. Returns (manifest, what cleanup removed, retention result)."""
-    with repo.lock(config.lock_timeout) as lock:
-        cleaned = _clean_up(repo, lock, reporter)
-        backup_id = new_backup_id()
-        try:
-            manifest = take(backup_id)
-            lock.check()
-            repo.commit(manifest)
-        except BaseException:
-            with contextlib.suppress(StorageError):  # the next run's cleanup removes what this cannot
-                repo.abandon(backup_id)
-            raise
-        try:
-            lock.check()
-        except StorageError as error:
-            reporter.warn("backup %s is complete, but retention was skipped: %s" % (backup_id, error))
-            return manifest, cleaned, {"applied": False, "kept": [], "deleted": [], "skipped": str(error)}
-        return manifest, cleaned, apply_retention(repo, config, reporter, exclude=(backup_id,))
+    take(run) writes the artifacts and returns the manifest. It is committed only after the lock proves, then
+    and there, that this run still holds it; retention runs after a second proof and never deletes the backup
+    just committed. Returns the manifest; run.cleaned and run.retention say what cleanup and retention did."""
+    repo, config, reporter = run.repo, run.config, run.reporter
+    workdir = process.workdir()
+    try:
+        with repo.lock(config.lock_timeout) as lock:
+            run.cleaned = _clean_up(repo, lock, reporter)
+            try:
+                run.begin(workdir)
+                manifest = take(run)
+                lock.check()
+                repo.commit(manifest)
+            except BaseException:
+                if run.backup_id:
+                    with contextlib.suppress(StorageError):  # the next run's cleanup removes what this cannot
+                        repo.abandon(run.backup_id)
+                raise
+            try:
+                lock.check()
+            except StorageError as error:
+                reporter.warn("backup %s is complete, but retention was skipped: %s" % (run.backup_id, error))
+                run.retention = {"applied": False, "kept": [], "deleted": [], "skipped": str(error)}
+            else:
+                run.retention = apply_retention(repo, config, reporter, exclude=(run.backup_id,))
+            return manifest
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def reading(repo, backup, config, purpose):
+    """What every restore and verification does before it reads a backup: hold it against retention, prove every
+    artifact's checksum, and prove the key opens it. Yields (the artifacts checked, the identities)."""
+    with repo.hold(backup, purpose):
+        checked = repo.check_artifacts(backup)
+        yield checked, open_identities(config, repo, backup)
 
 
 def prune(repo, config, reporter):

@@ -17,12 +17,10 @@ import os
 import shutil
 import subprocess
 import threading
-import time
 
 from ansible_collections.keel.ops.plugins.module_utils import _process as process
-from ansible_collections.keel.ops.plugins.module_utils._backup import dirstream, encoding, lifecycle, listing
-from ansible_collections.keel.ops.plugins.module_utils._backup.config import VERSION, BackupConfig
-from ansible_collections.keel.ops.plugins.module_utils._backup.manifest import isoformat, utcnow
+from ansible_collections.keel.ops.plugins.module_utils._backup import dirstream, lifecycle, listing
+from ansible_collections.keel.ops.plugins.module_utils._backup.config import BackupConfig
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, PostgresError, first_line
 from ansible_collections.keel.ops.plugins.module_utils._postgres import catalog as pg_catalog
 from ansible_collections.keel.ops.plugins.module_utils._postgres import conninfo as pg_conninfo
@@ -93,8 +91,9 @@ class _RowCounter(threading.Thread):
             self.error = error
 
 
-def _dump_database(config, tools, database, repo, backup_id, encoder, workdir):
+def _dump_database(run, tools, database):
     """pg_dump one database into an artifact, with exact row counts taken from the same snapshot."""
+    config = run.config
     snapshot_conn = config.connection.connect(database, autocommit=False)
     try:
         snapshot = pg_catalog.export_snapshot(snapshot_conn)
@@ -104,7 +103,7 @@ def _dump_database(config, tools, database, repo, backup_id, encoder, workdir):
         counter.start()
         try:
             dump = _dump_directory if config.jobs > 1 else _dump_stream
-            artifact = dump(config, tools, database, snapshot, filters, repo, backup_id, encoder, workdir)
+            artifact = dump(run, tools, database, snapshot, filters)
         except process.ToolError as error:
             raise _explained_lock_wait(error, config, database)
         finally:
@@ -117,7 +116,6 @@ def _dump_database(config, tools, database, repo, backup_id, encoder, workdir):
     finally:
         snapshot_conn.rollback()
         snapshot_conn.close()
-    artifact["database"] = database
     return artifact, counter.stats
 
 
@@ -132,49 +130,46 @@ def _explained_lock_wait(error, config, database):
     return error
 
 
-def _dump_stream(config, tools, database, snapshot, filters, repo, backup_id, encoder, workdir):
+def _dump_stream(run, tools, database, snapshot, filters):
     """Custom format straight from pg_dump's stdout into the repository: nothing touches the local disk."""
-    argv = pg_tools.pg_dump_argv(tools["pg_dump"], database, snapshot=snapshot, lock_wait_timeout=config.lock_wait_timeout,
-                           **filters)
-    child = process.Child(argv, config.connection.child_env(workdir), workdir, stdout=subprocess.PIPE)
+    argv = pg_tools.pg_dump_argv(tools["pg_dump"], database, snapshot=snapshot,
+                                 lock_wait_timeout=run.config.lock_wait_timeout, **filters)
+    child = process.Child(argv, run.config.connection.child_env(run.workdir), run.workdir, stdout=subprocess.PIPE)
     try:
-        name = encoder.artifact_name(pg_tools.artifact_stem(database) + ".dump")
-        artifact = encoding.store_artifact(repo, backup_id, name, encoder, child.proc.stdout)
+        artifact = run.store(pg_tools.artifact_stem(database) + ".dump", child.proc.stdout, kind="database",
+                             format="custom")
         child.finish()
     except BaseException:
         child.kill()
         raise
-    return dict(artifact, kind="database", format="custom")
+    return artifact
 
 
-def _dump_directory(config, tools, database, snapshot, filters, repo, backup_id, encoder, workdir):
+def _dump_directory(run, tools, database, snapshot, filters):
     """Directory format with parallel pg_dump workers, then stored as one tar artifact. Its files sit on local
     disk in plaintext for a while, which is why from_params() refuses jobs > 1 with encryption."""
-    directory = os.path.join(workdir, pg_tools.local_name(database, ".dir"))
-    argv = pg_tools.pg_dump_argv(tools["pg_dump"], database, snapshot=snapshot, jobs=config.jobs, directory=directory,
-                           lock_wait_timeout=config.lock_wait_timeout, **filters)
-    process.Child(argv, config.connection.child_env(workdir), workdir).finish()
+    config = run.config
+    directory = os.path.join(run.workdir, pg_tools.local_name(database, ".dir"))
+    argv = pg_tools.pg_dump_argv(tools["pg_dump"], database, snapshot=snapshot, jobs=config.jobs,
+                                 directory=directory, lock_wait_timeout=config.lock_wait_timeout, **filters)
+    process.Child(argv, config.connection.child_env(run.workdir), run.workdir).finish()
     reader = dirstream.DirectoryReader(directory)
     try:
-        name = encoder.artifact_name(pg_tools.artifact_stem(database) + ".dir.tar")
-        artifact = encoding.store_artifact(repo, backup_id, name, encoder, reader)
+        return run.store(pg_tools.artifact_stem(database) + ".dir.tar", reader, kind="database", format="directory")
     finally:
         reader.close()
         shutil.rmtree(directory, ignore_errors=True)
-    return dict(artifact, kind="database", format="directory")
 
 
-def _dump_globals(config, tools, repo, backup_id, encoder, workdir, superuser):
+def _dump_globals(run, tools, superuser):
     argv = pg_tools.pg_dumpall_globals_argv(tools["pg_dumpall"], superuser)
-    child = process.Child(argv, config.connection.child_env(workdir), workdir, stdout=subprocess.PIPE)
+    child = process.Child(argv, run.config.connection.child_env(run.workdir), run.workdir, stdout=subprocess.PIPE)
     try:
-        name = encoder.artifact_name("globals.sql")
-        artifact = encoding.store_artifact(repo, backup_id, name, encoder, child.proc.stdout)
+        artifact = run.store("globals.sql", child.proc.stdout, kind="globals", format="sql")
         child.finish()
     except BaseException:
         child.kill()
         raise
-    artifact.update(kind="globals", format="sql")
     return artifact
 
 
@@ -206,48 +201,29 @@ def backup(config, reporter):
     if reporter.check_mode:
         return dict(changed=True, plan=plan, backup_id=None, msg="would back up %s into %s"
                     % (", ".join(databases) or "the globals", repo.describe()))
-    encoder = encoding.Encoder(config)
-    workdir = process.workdir()
-    try:
-        manifest, cleaned, retention = lifecycle.run_backup(
-            repo, config, reporter,
-            lambda backup_id: _take_backup(config, tools, repo, encoder, databases, server, client, workdir, backup_id))
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    artifacts = manifest["artifacts"]
-    size = sum(a["size"] for a in artifacts)
-    raw = sum(a["raw_size"] for a in artifacts)
-    return dict(changed=True, backup_id=manifest["id"], location=repo.describe(manifest["id"]), source=repo.source,
-                size=size, raw_size=raw, duration=manifest["duration"],
-                throughput_mb_s=round(raw / 1e6 / manifest["duration"], 1) if manifest["duration"] else None,
-                artifacts=artifacts, statistics=manifest["statistics"], compression=manifest["compression"],
-                encryption=manifest["encryption"], retention=retention, cleaned_up=cleaned, plan=plan,
-                msg="backup %s of %s: %d bytes stored in %.1fs"
-                % (manifest["id"], ", ".join(databases) or "globals", size, manifest["duration"]))
+    run = lifecycle.BackupRun(config, reporter, repo, "keel.ops.pg_backup")
+    manifest = lifecycle.run_backup(run, lambda run: _take_backup(run, tools, databases, server, client))
+    result = run.result(manifest, plan)
+    result["msg"] = "backup %s of %s: %d bytes stored in %.1fs" % (
+        manifest["id"], ", ".join(databases) or "globals", result["size"], manifest["duration"])
+    return result
 
 
-def _take_backup(config, tools, repo, encoder, databases, server, client, workdir, backup_id):
-    """Write every artifact of one backup and return its manifest; run_backup() commits it."""
-    started = utcnow()
-    clock = time.monotonic()
-    artifacts, statistics = [], {}
-    if encoder.wrapped_key:
-        artifacts.append(encoding.store_key(repo, backup_id, encoder))
+def _take_backup(run, tools, databases, server, client):
+    """Store every artifact of one backup and return its manifest; run_backup() commits it."""
+    config = run.config
+    statistics = {}
     if config.scope in ("cluster", "globals"):
-        artifacts.append(_dump_globals(config, tools, repo, backup_id, encoder, workdir, server["superuser"]))
+        _dump_globals(run, tools, server["superuser"])
     for database in databases:
-        artifact, stats = _dump_database(config, tools, database, repo, backup_id, encoder, workdir)
-        artifacts.append(artifact)
-        statistics[database] = stats
-    duration = round(time.monotonic() - clock, 3)
-    return dict(encoder.manifest(), id=backup_id, kind="postgres", format="pg_dump",
-                source={"name": repo.source, "host": config.connection.host, "port": config.connection.port,
-                        "database": config.database, "scope": config.scope, "server_version": server["version"]},
-                tool={"name": "keel.ops.pg_backup", "version": VERSION, "client": client},
-                started=isoformat(started), finished=isoformat(utcnow()), duration=duration,
-                labels=config.labels or {}, artifacts=artifacts, statistics=statistics,
-                options={"schemas": config.schemas, "exclude_schemas": config.exclude_schemas,
-                         "tables": config.tables, "exclude_tables": config.exclude_tables})
+        artifact, statistics[database] = _dump_database(run, tools, database)
+        artifact["database"] = database
+    return run.manifest("postgres", "pg_dump", statistics=statistics, tool_details={"client": client},
+                        source={"host": config.connection.host, "port": config.connection.port,
+                                "database": config.database, "scope": config.scope,
+                                "server_version": server["version"]},
+                        options={"schemas": config.schemas, "exclude_schemas": config.exclude_schemas,
+                                 "tables": config.tables, "exclude_tables": config.exclude_tables})
 
 
 def select_backup(config, database_hint, reporter):

@@ -21,7 +21,7 @@ import threading
 import time
 
 from ansible_collections.keel.ops.plugins.module_utils import _process as process
-from ansible_collections.keel.ops.plugins.module_utils._backup import dirstream, encoding, pipeline
+from ansible_collections.keel.ops.plugins.module_utils._backup import dirstream, encoding, lifecycle, pipeline
 from ansible_collections.keel.ops.plugins.module_utils._backup.config import VERSION
 from ansible_collections.keel.ops.plugins.module_utils._backup.manifest import isoformat, utcnow
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, IntegrityError, KeelError
@@ -180,9 +180,7 @@ def restore(config, reporter):
                     msg="would restore backup %s into %s%s" % (
                         chosen.id, target, ", replacing it by a checked copy built beside it" if swap else ""))
     started = time.monotonic()
-    with repo.hold(chosen, "pg_backup restore into %s" % target):
-        checked = repo.check_artifacts(chosen)
-        identities = encoding.open_identities(config, repo, chosen)
+    with lifecycle.reading(repo, chosen, config, "pg_backup restore into %s" % target) as (checked, identities):
         safety = _safety_backup(config, target, reporter) if plan["safety_backup"] else None
         with _restore_lock(config, target, reporter) as admin:
             restored = _restore_into(config, tools, repo, chosen, artifact, identities, plan, stats, admin, reporter)
@@ -208,9 +206,7 @@ def _restore_only_globals(config, tools, repo, backup, reporter):
     started = time.monotonic()
     workdir = process.workdir()
     try:
-        with repo.hold(backup, "pg_backup restore of globals"):
-            checked = repo.check_artifacts(backup)
-            identities = encoding.open_identities(config, repo, backup)
+        with lifecycle.reading(repo, backup, config, "pg_backup restore of globals") as (checked, identities):
             _restore_globals(config, tools, repo, backup, identities, workdir, reporter)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -402,9 +398,7 @@ def verify(config, reporter):
     results = []
     workdir = process.workdir()
     try:
-        with repo.hold(chosen, "pg_backup verification"):
-            checked = repo.check_artifacts(chosen)
-            identities = encoding.open_identities(config, repo, chosen)
+        with lifecycle.reading(repo, chosen, config, "pg_backup verification") as (checked, identities):
             for artifact in databases:
                 results.append(_verify_database(config, tools, repo, chosen, artifact, identities, workdir))
     finally:

@@ -20,7 +20,7 @@ import shutil
 import signal
 import time
 
-from ansible_collections.keel.ops.plugins.module_utils._backup import encoding
+from ansible_collections.keel.ops.plugins.module_utils._backup import lifecycle
 from ansible_collections.keel.ops.plugins.module_utils._backup.manifest import isoformat
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, KeelError, RedisError
 from ansible_collections.keel.ops.plugins.module_utils._redis import connection as redis_connection
@@ -69,9 +69,7 @@ def restore(config, reporter):
             return dict(changed=True, plan=plan, backup_id=chosen.id, msg="would restore snapshot %s into %s by %s"
                         % (chosen.id, server.describe(), plan["method"]))
         started = time.monotonic()
-        with repo.hold(chosen, "redis_snapshot restore into %s" % server.describe()):
-            checked = repo.check_artifacts(chosen)
-            identities = encoding.open_identities(config, repo, chosen)
+        with lifecycle.reading(repo, chosen, config, "redis_snapshot restore into %s" % server.describe()) as (checked, identities):
             result = _restore_by_method(config, server, plan, repo, chosen, identities, binary, reporter)
     finally:
         server.close()

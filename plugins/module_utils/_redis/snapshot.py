@@ -222,27 +222,15 @@ def _snapshot(config, reporter, server):
     if reporter.check_mode:
         return dict(changed=True, plan=plan, backup_id=None, msg="would snapshot %s (%s) into %s"
                     % (server.describe(), config.snapshot_method, repo.describe()))
-    encoder = encoding.Encoder(config)
-    workdir = make_workdir()
-    try:
-        manifest, cleaned, retention = lifecycle.run_backup(
-            repo, config, reporter,
-            lambda backup_id: _take_snapshot(config, server, facts, binary, repo, encoder, disk, workdir, backup_id))
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    run = lifecycle.BackupRun(config, reporter, repo, "keel.ops.redis_snapshot")
+    manifest = lifecycle.run_backup(run, lambda run: _take_snapshot(run, server, facts, binary, disk))
     stats = manifest["statistics"]
     if stats["databases"] is None:
         reporter.warn("the RDB carries no per-database key counts (no RESIZEDB records): only the total is recorded")
-    artifact = manifest["artifacts"][-1]
-    size = sum(a["size"] for a in manifest["artifacts"])
-    return dict(changed=True, backup_id=manifest["id"], location=repo.describe(manifest["id"]), source=repo.source,
-                size=size, raw_size=artifact["raw_size"], duration=manifest["duration"],
-                throughput_mb_s=round(artifact["raw_size"] / 1e6 / manifest["duration"], 1)
-                if manifest["duration"] else None,
-                artifacts=manifest["artifacts"], statistics=stats, compression=manifest["compression"],
-                encryption=manifest["encryption"], retention=retention, cleaned_up=cleaned, plan=plan,
-                msg="snapshot %s of %s: %d keys, RDB %d bytes, %d bytes stored in %.1fs"
-                % (manifest["id"], server.describe(), stats["keys"], artifact["raw_size"], size, manifest["duration"]))
+    result = run.result(manifest, plan)
+    result["msg"] = "snapshot %s of %s: %d keys, RDB %d bytes, %d bytes stored in %.1fs" % (
+        manifest["id"], server.describe(), stats["keys"], result["raw_size"], result["size"], manifest["duration"])
+    return result
 
 
 def _open_rdb(config, server, disk):
@@ -251,43 +239,32 @@ def _open_rdb(config, server, disk):
     return redis_replication.ReplicationRdb(config.connection, config.timeout)
 
 
-def _take_snapshot(config, server, facts, binary, repo, encoder, disk, workdir, backup_id):
-    """Write the snapshot's artifacts and return its manifest; run_backup() commits it."""
-    started = utcnow()
-    clock = time.monotonic()
-    artifacts = []
+def _take_snapshot(run, server, facts, binary, disk):
+    """Store the snapshot's RDB, inspected on its way, and return its manifest; run_backup() commits it."""
+    config = run.config
     checker = source = None
     try:
-        if encoder.wrapped_key:
-            artifacts.append(encoding.store_key(repo, backup_id, encoder))
-        checker = redis_rdb.RdbCheck(binary, workdir)
+        checker = redis_rdb.RdbCheck(binary, run.workdir)
         inspector = redis_rdb.RdbInspector(checker)
         source = _open_rdb(config, server, disk)
-        artifact = encoding.store_artifact(repo, backup_id, encoder.artifact_name(ARTIFACT_STEM), encoder,
-                                         redis_rdb.InspectingReader(source, inspector))
+        artifact = run.store(ARTIFACT_STEM, redis_rdb.InspectingReader(source, inspector), kind="rdb", format="rdb")
         stats = inspector.finish()
         if disk is not None:
             disk.check(inspector.aux, server)
-        artifact.update(kind="rdb", format="rdb", rdb_version=stats["rdb_version"])
-        artifacts.append(artifact)
+        artifact["rdb_version"] = stats["rdb_version"]
         if stats["used_memory"] is None:
             stats["used_memory"] = facts["used_memory"]
-        duration = round(time.monotonic() - clock, 3)
-        source_info = {"name": repo.source, "host": None if config.connection.unix_socket else config.connection.host,
-                       "port": None if config.connection.unix_socket else config.connection.port,
-                       "unix_socket": config.connection.unix_socket, "server_version": facts["version"],
-                       "role": facts["role"]}
+        local = config.connection.unix_socket
         method = {"name": config.snapshot_method}
         if config.snapshot_method == "replication":
             method.update(replid=source.replid, offset=source.offset, diskless=source.mark is not None)
         else:
             method.update(rdb_path=disk.path, read_while_saving=source.tailed, proven_by=disk.describe())
-        manifest = dict(encoder.manifest(), id=backup_id, kind="redis", format="rdb", source=source_info,
-                        tool={"name": "keel.ops.redis_snapshot", "version": VERSION,
-                              "checker": binary.describe("redis-check-rdb")},
-                        started=isoformat(started), finished=_now(), duration=duration,
-                        labels=config.labels or {}, artifacts=artifacts, statistics=stats, method=method)
-        return manifest
+        return run.manifest("redis", "rdb", statistics=stats, method=method,
+                            tool_details={"checker": binary.describe("redis-check-rdb")},
+                            source={"host": None if local else config.connection.host,
+                                    "port": None if local else config.connection.port, "unix_socket": local,
+                                    "server_version": facts["version"], "role": facts["role"]})
     except BaseException:
         if checker is not None:
             checker.kill()
@@ -376,9 +353,7 @@ def verify(config, reporter):
     started = time.monotonic()
     stats = chosen.manifest["statistics"]
     binary = binary_for(config, chosen)
-    with repo.hold(chosen, "redis_snapshot verification"):
-        checked = repo.check_artifacts(chosen)
-        identities = encoding.open_identities(config, repo, chosen)
+    with lifecycle.reading(repo, chosen, config, "redis_snapshot verification") as (checked, identities):
         details, seconds = _verify_by_method(config, repo, chosen, identities, binary)
     duration = round(time.monotonic() - started, 3)
     verification = dict(details, time=_now(), result="ok", method=config.verify_method,

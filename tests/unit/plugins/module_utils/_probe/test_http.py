@@ -1,3 +1,5 @@
+"""The http probe: redirect policies, credentials kept to their origin, and a body read within its budget."""
+
 import time
 
 import pytest

@@ -1,3 +1,5 @@
+"""The redis probe checks host names over TLS when it validates certificates."""
+
 import pytest
 
 from ansible_collections.keel.ops.plugins.module_utils._probe import kinds

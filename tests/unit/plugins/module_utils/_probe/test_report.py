@@ -1,3 +1,5 @@
+"""Rendering probe results: the summary table, Prometheus text and the webhook report."""
+
 from ansible_collections.keel.ops.plugins.module_utils._probe.report import (
     overall_status,
     prometheus_text,

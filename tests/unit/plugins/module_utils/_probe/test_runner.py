@@ -1,3 +1,5 @@
+"""The probe runner: checks built from options, run concurrently within timeouts and a deadline, retried."""
+
 import os
 import subprocess
 import sys

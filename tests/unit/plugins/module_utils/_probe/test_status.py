@@ -1,3 +1,5 @@
+"""Statuses, thresholds and how one check's outcome is reported."""
+
 import pytest
 
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError

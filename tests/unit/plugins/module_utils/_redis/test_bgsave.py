@@ -1,3 +1,5 @@
+"""An RDB on this host is read as the server's only through its own path, never through a symlink."""
+
 import os
 
 import pytest

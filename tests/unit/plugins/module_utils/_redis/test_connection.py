@@ -1,3 +1,5 @@
+"""Redis versions, INFO and its keyspace, and what an error reply asks of the user."""
+
 import pytest
 
 from ansible_collections.keel.ops.plugins.module_utils._redis import connection as redis_connection

@@ -1,3 +1,6 @@
+"""A Redis server's files on this host: which process serves a connection, the data directory from a config
+file read as data, exclusive files and an undoable swap."""
+
 import os
 import socket
 import stat

@@ -1,3 +1,5 @@
+"""How a file restore stops and starts a server: systemd, and a container's paths mapped through its mounts."""
+
 import os
 
 import pytest

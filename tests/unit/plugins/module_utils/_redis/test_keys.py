@@ -1,3 +1,5 @@
+"""DUMP/RESTORE in bulk keeps TTLs."""
+
 from ansible_collections.keel.ops.plugins.module_utils._redis import keys as redis_keys
 from ansible_collections.keel.ops.plugins.module_utils._redis import resp as redis_resp
 

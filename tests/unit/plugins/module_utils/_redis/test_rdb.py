@@ -1,3 +1,5 @@
+"""Looking at an RDB as it streams: lengths, RESIZEDB records, and redis-check-rdb's report."""
+
 import os
 
 import pytest

@@ -1,3 +1,5 @@
+"""An RDB over the replication protocol: both payload forms, keep-alives, refusals and truncation."""
+
 import os
 import socket
 import threading

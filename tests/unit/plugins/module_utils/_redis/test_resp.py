@@ -1,3 +1,5 @@
+"""RESP: commands, replies split anywhere, and malformed replies."""
+
 import pytest
 
 from ansible_collections.keel.ops.plugins.module_utils._errors import RedisError

@@ -1,3 +1,5 @@
+"""Which redis-server binary reads and writes which RDB versions."""
+
 import pytest
 
 from ansible_collections.keel.ops.plugins.module_utils._errors import DependencyError

@@ -1,3 +1,5 @@
+"""redis_snapshot's options, source names, and the key counts of an RDB checked against its manifest."""
+
 import pytest
 
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, IntegrityError, KeelError, RedisError
