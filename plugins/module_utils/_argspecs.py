@@ -2,12 +2,14 @@
 # Copyright: keel.ops contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Argument specs shared by modules, kept next to the doc fragments that document them
-(plugins/doc_fragments/): repository, PostgreSQL connection, encryption, retention; and health_probe's check
+(plugins/doc_fragments/): repository, PostgreSQL and Redis connections, encryption, retention; and health_probe's check
 options, which rolling_update reuses for its health gate."""
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
+
+from ansible_collections.keel.ops.plugins.module_utils._backup.compression import COMPRESSIONS, DEFAULT_COMPRESSION
 
 REPOSITORY = dict(
     repository=dict(type="str", required=True),
@@ -39,6 +41,20 @@ POSTGRES = dict(
     bin_dir=dict(type="path"),
 )
 
+REDIS = dict(
+    login_host=dict(type="str", default="localhost"),
+    login_port=dict(type="int", default=6379),
+    login_unix_socket=dict(type="path"),
+    login_user=dict(type="str"),
+    login_password=dict(type="str", no_log=True),
+    tls=dict(type="bool", default=False),
+    validate_certs=dict(type="bool", default=True),
+    ca_cert=dict(type="path", aliases=["ca_certs"]),
+    client_cert_file=dict(type="path"),
+    client_key_file=dict(type="path", no_log=False),
+    connect_timeout=dict(type="float", default=10),
+)
+
 ENCRYPTION = dict(
     encryption_recipients=dict(type="list", elements="str"),
     encryption_recipients_file=dict(type="path"),
@@ -48,7 +64,7 @@ ENCRYPTION = dict(
 )
 
 BACKUP = dict(
-    compression=dict(type="str", choices=["zstd", "gzip", "none"], default="zstd"),
+    compression=dict(type="str", choices=list(COMPRESSIONS), default=DEFAULT_COMPRESSION),
     compression_level=dict(type="int"),
     labels=dict(type="dict"),
     backup_id=dict(type="str", default="latest"),
@@ -77,13 +93,13 @@ HEALTH_CHECK = dict(
     jmespath=dict(type="str"),
     expect=dict(type="raw"),
     follow_redirects=dict(type="str", choices=["same_origin", "safe", "none", "yes", "no"]),
-    host=dict(type="str"),
-    port=dict(type="int"),
-    user=dict(type="str"),
-    username=dict(type="str"),
-    password=dict(type="str", no_log=True),
+    host=dict(type="str", aliases=["login_host"]),
+    port=dict(type="int", aliases=["login_port"]),
+    user=dict(type="str", aliases=["username", "login_user"]),
+    password=dict(type="str", no_log=True, aliases=["login_password"]),
     database=dict(type="str"),
-    sslmode=dict(type="str", choices=["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]),
+    ssl_mode=dict(type="str", choices=["disable", "allow", "prefer", "require", "verify-ca", "verify-full"],
+                  aliases=["sslmode"]),
     db=dict(type="int"),
     tls=dict(type="bool"),
     ca_cert=dict(type="path"),
@@ -93,6 +109,11 @@ HEALTH_CHECK = dict(
     mounts=dict(type="list", elements="str"),
     cpu_interval=dict(type="float"),
 )
+
+
+def health_check_aliases():
+    """{alias: option} of a health check, for checks that reach the runner without AnsibleModule's help."""
+    return dict((alias, name) for name, spec in HEALTH_CHECK.items() for alias in spec.get("aliases", ()))
 
 
 def health_check_subset(kinds, template_port=False):

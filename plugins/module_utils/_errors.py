@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: keel.ops contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Exception types of the keel.ops engine.
+"""Exception types of keel.ops's module_utils, and the handler every module's main runs inside.
 
 Every exception carries a message written for the person running the play: what is wrong and how to fix
 it. Modules catch KeelError once in main() and hand str(error) to fail_json, so no traceback reaches users.

@@ -67,6 +67,7 @@ description:
 author:
   - keel.ops maintainers (@keel-ops)
 extends_documentation_fragment:
+  - keel.ops.redis
   - keel.ops.attributes
   - keel.ops.repository
   - keel.ops.encryption
@@ -120,46 +121,6 @@ options:
     type: str
     choices: [check, load]
     default: check
-  login_host:
-    description: Host of the Redis server.
-    type: str
-    default: localhost
-  login_port:
-    description: Port of the Redis server.
-    type: int
-    default: 6379
-  login_unix_socket:
-    description: Unix socket of the Redis server; used instead of O(login_host) and O(login_port) when set.
-    type: path
-  login_user:
-    description: ACL user to authenticate as (Redis 6+); needs O(login_password).
-    type: str
-  login_password:
-    description:
-      - Password (C(requirepass), or the ACL user's). It travels only to the server; it is never on a command line,
-        in a result or in a log.
-    type: str
-  tls:
-    description: Connect with TLS.
-    type: bool
-    default: false
-  validate_certs:
-    description: With O(tls), verify the server's certificate and host name.
-    type: bool
-    default: true
-  ca_certs:
-    description: CA certificates to verify the server with (PEM file); the system's when unset.
-    type: path
-  client_cert_file:
-    description: Client certificate (PEM) for servers that require one (C(tls-auth-clients yes)).
-    type: path
-  client_key_file:
-    description: Key of O(client_cert_file).
-    type: path
-  connect_timeout:
-    description: Seconds to wait for a connection or a reply.
-    type: float
-    default: 10
   source:
     description:
       - Name of the folder that groups this server's snapshots in the repository.
@@ -251,7 +212,7 @@ EXAMPLES = r"""
     login_user: backup
     login_password: "{{ vault_redis_backup_password }}"
     tls: true
-    ca_certs: /etc/ssl/internal-ca.pem
+    ca_cert: /etc/ssl/internal-ca.pem
     repository: /srv/backups
 
 - name: Prove last night's snapshot is sound (recorded in the repository)
@@ -396,10 +357,9 @@ from ansible_collections.keel.ops.plugins.module_utils import _argspecs as specs
 from ansible_collections.keel.ops.plugins.module_utils._backup.config import Reporter
 from ansible_collections.keel.ops.plugins.module_utils._errors import module_failures
 from ansible_collections.keel.ops.plugins.module_utils._redis import restore, snapshot
-from ansible_collections.keel.ops.plugins.module_utils._redis.connection import CONNECTION_SPEC
 
 ARGUMENT_SPEC = specs.merged(
-    specs.REPOSITORY, CONNECTION_SPEC, specs.ENCRYPTION, specs.RETENTION, specs.BACKUP,
+    specs.REPOSITORY, specs.REDIS, specs.ENCRYPTION, specs.RETENTION, specs.BACKUP,
     state=dict(type="str", choices=["present", "restored", "verified", "absent"], default="present"),
     snapshot_method=dict(type="str", choices=["bgsave", "replication"], default="bgsave"),
     restore_method=dict(type="str", choices=["keys", "file"], default="keys"),

@@ -48,6 +48,7 @@ description:
 author:
   - keel.ops maintainers (@keel-ops)
 extends_documentation_fragment:
+  - keel.ops.health_check.rollout
   - keel.ops.attributes
 attributes:
   check_mode:
@@ -140,74 +141,6 @@ options:
     description: Grace period in seconds between the stop signal and a kill when an old container is stopped.
     type: int
     default: 10
-  health_checks:
-    description:
-      - Checks a new container must pass before it is put back, in the format of M(keel.ops.health_probe)
-        (C(http) and C(tcp) kinds). All must pass at the same attempt.
-      - Every string is a template filled per container - C({name}), C({server}) (its load balancer server
-        name), C({env[VAR]}), C({labels[key]}) and C({ports[8080/tcp]}) (the host port published for a
-        container port). Write literal braces as C({{) and C(}}).
-      - Needed for containers without a healthcheck of their own.
-    type: list
-    elements: dict
-    default: []
-    suboptions:
-      name:
-        description: Name of the check, used in messages. Defaults to the kind and target.
-        type: str
-      kind:
-        description: V(http) requests O(health_checks[].url); V(tcp) connects to O(health_checks[].host):O(health_checks[].port).
-        type: str
-        required: true
-        choices: [http, tcp]
-      timeout:
-        description: Seconds one attempt of this check may take; defaults to 5.
-        type: float
-      url:
-        description: URL to request (V(http)), a template.
-        type: str
-      method:
-        description: HTTP method (V(http)); defaults to C(GET).
-        type: str
-      headers:
-        description: Request headers (V(http)); hidden from logs.
-        type: dict
-      body:
-        description: Request body (V(http)); a dict or list is sent as JSON.
-        type: raw
-      status_code:
-        description: Status codes that count as healthy (V(http)); defaults to C([200]).
-        type: list
-        elements: int
-      body_regex:
-        description: A regular expression the response body must match (V(http)).
-        type: str
-      jmespath:
-        description: A JMESPath expression over the JSON body (V(http)); needs the jmespath library.
-        type: str
-      expect:
-        description: The value O(health_checks[].jmespath) must produce, for example the new version.
-        type: raw
-      validate_certs:
-        description: Verify the server certificate (V(http)); defaults to true.
-        type: bool
-      follow_redirects:
-        description:
-          - Which redirects of GET and HEAD requests to follow (V(http)), as in M(keel.ops.health_probe).
-            V(same_origin) (the default) stays on the same scheme, host and port; V(safe) may leave it, never from
-            https to http and without the headers that look like credentials; V(none) follows none. V(yes) and
-            V(no) (the former true and false) mean V(same_origin) and V(none).
-        type: str
-        choices: [same_origin, safe, none, "yes", "no"]
-      host:
-        description: Host to connect to (V(tcp)), a template.
-        type: str
-      port:
-        description: Port to connect to (V(tcp)), a template that must give a number, such as C({ports[5432/tcp]}).
-        type: str
-      thresholds:
-        description: Warning and critical limits of C(response_time) (V(http)) or C(connect_time) (V(tcp)), in ms.
-        type: dict
   container_health:
     description:
       - Also wait until a new container's own healthcheck (C(HEALTHCHECK) in its image, or set on the container)

@@ -13,13 +13,10 @@ import zlib
 from ansible_collections.keel.ops.plugins.module_utils._backup.pipeline import CHUNK
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, DependencyError, IntegrityError
 
-try:
-    import zstandard
-except ImportError:
-    zstandard = None
 
 
 COMPRESSIONS = ("zstd", "gzip", "none")
+DEFAULT_COMPRESSION = "zstd"  # the compression option's default, here and in its argument spec
 EXTENSIONS = {"zstd": ".zst", "gzip": ".gz", "none": ""}
 
 
@@ -29,9 +26,14 @@ DEFAULT_LEVELS = {"zstd": 1, "gzip": 6, "none": None}
 
 
 def require_zstd():
-    if zstandard is None:
+    """The zstandard library, imported on first use: health_probe and rolling_update import this file for its
+    constants only, and must not pay for it."""
+    try:
+        import zstandard
+    except ImportError:
         raise DependencyError("zstd compression needs the Python library 'zstandard' where the module runs "
                               "(pip install zstandard), or choose compression: gzip or none")
+    return zstandard
 
 
 class _ZlibReader:
@@ -104,12 +106,14 @@ class _ZstdWriter:
 
     def __init__(self, sink):
         self.sink = sink
+        zstandard = require_zstd()
         self.decompressor = zstandard.ZstdDecompressor().decompressobj()
+        self._errors = zstandard.ZstdError
 
     def write(self, data):
         try:
             self.sink.write(self.decompressor.decompress(data))
-        except zstandard.ZstdError as error:
+        except self._errors as error:
             raise IntegrityError("the backup does not decompress (zstd): %s" % error)
         return len(data)
 
@@ -139,7 +143,7 @@ def compressing_reader(source, algorithm, level, threads=-1):
     """A reader yielding the compressed form of source. zstd runs on worker threads (threads=-1: one per
     core) so compression overlaps with the producer instead of waiting for it."""
     if algorithm == "zstd":
-        compressor = zstandard.ZstdCompressor(level=level, threads=threads, write_checksum=True)
+        compressor = require_zstd().ZstdCompressor(level=level, threads=threads, write_checksum=True)
         return compressor.stream_reader(source, read_size=CHUNK)
     if algorithm == "gzip":
         return _ZlibReader(source, level)
@@ -149,7 +153,6 @@ def compressing_reader(source, algorithm, level, threads=-1):
 def decompressing_writer(sink, algorithm):
     """A writer that decompresses into sink; call close() at the end to detect truncation."""
     if algorithm == "zstd":
-        require_zstd()
         return _ZstdWriter(sink)
     if algorithm == "gzip":
         return _ZlibWriter(sink)

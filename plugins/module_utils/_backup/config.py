@@ -21,8 +21,8 @@ VERSION = "0.1.0"
 
 
 class BackupConfig:
-    """Options every backup engine reads the same way (storage, compression, encryption, retention, 'before');
-    each engine's config subclasses it and adds its own connection and checks in from_params()."""
+    """Options every backup kind reads the same way (storage, compression, encryption, retention, 'before');
+    each kind's config subclasses it and adds its own connection and checks in from_params()."""
 
     def __init__(self, **options):
         self.__dict__.update(options)
@@ -34,7 +34,7 @@ class BackupConfig:
         check_repository(params["repository"], config.s3)
         config.signer, config.trust = signing_from_params(params)
         config.compression_level = compression.validate_compression(
-            params.get("compression") or "zstd", params.get("compression_level"))
+            params.get("compression") or compression.DEFAULT_COMPRESSION, params.get("compression_level"))
         validate_retention(params)
         config.recipients, config.passphrase = encryption_from_params(params)
         config.before = parse_timestamp(params["before"], "before") if params.get("before") else None
@@ -46,7 +46,7 @@ class BackupConfig:
 
 
 class Reporter:
-    """What the engine may ask of its caller: warnings and whether this is a dry run."""
+    """What the backup logic may ask of the module: warnings, and whether this is a dry run."""
 
     def __init__(self, check_mode=False, warn=None):
         self.check_mode = check_mode

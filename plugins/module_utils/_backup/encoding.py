@@ -21,7 +21,7 @@ class Encoder:
     """Compression and encryption of one backup: where its artifacts' bytes are turned into stored bytes."""
 
     def __init__(self, config):
-        self.algorithm = config.compression or "zstd"
+        self.algorithm = config.compression or compression.DEFAULT_COMPRESSION
         self.level = config.compression_level
         self.recipients = [recipient for _text, recipient in config.recipients]
         self.fingerprints = [encryption.fingerprint(text) for text, _recipient in config.recipients]

@@ -18,7 +18,7 @@ from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigErro
 
 
 FORMAT_VERSION = 1
-KINDS = ("postgres", "redis", "files")
+BACKUP_KINDS = ("postgres", "redis", "files")
 ID_TIME_FORMAT = "%Y%m%dT%H%M%S"
 
 
@@ -115,7 +115,7 @@ def _artifact_ok(artifact):
             and bool(_SHA256_PATTERN.match(str(artifact.get("sha256")))))
 
 
-# What each kind's engine reads from its manifests, beyond what every manifest has.
+# What each kind's logic reads from its manifests, beyond what every manifest has.
 _KIND_CHECKS = {
     "postgres": lambda m: isinstance(m.get("statistics"), dict)
     and m["source"].get("scope") in ("database", "cluster", "globals"),

@@ -28,7 +28,7 @@ import time
 
 from ansible_collections.keel.ops.plugins.module_utils._backup.manifest import (
     FORMAT_VERSION,
-    KINDS,
+    BACKUP_KINDS,
     Backup,
     check_manifest,
     is_backup_id,
@@ -74,8 +74,8 @@ class Repository:
     prove its signature before it is believed (see _signing.py). warn receives what list() had to skip."""
 
     def __init__(self, storage, kind, source, signer=None, trust=None, warn=None):
-        if kind not in KINDS:
-            raise ConfigError("kind must be one of %s" % ", ".join(KINDS))
+        if kind not in BACKUP_KINDS:
+            raise ConfigError("kind must be one of %s" % ", ".join(BACKUP_KINDS))
         self.storage = storage
         self.kind = kind
         self.source = validate_source(source)

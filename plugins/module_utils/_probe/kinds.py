@@ -90,7 +90,7 @@ SELECT current_setting('server_version'),
 
 def _pg_connect(check, timeout):
     params = dict(host=check["host"], port=check["port"], user=check["user"], password=check["password"],
-                  dbname=check["database"], sslmode=check["sslmode"],
+                  dbname=check["database"], sslmode=check["ssl_mode"],
                   connect_timeout=max(1, int(round(timeout))),
                   application_name="keel.ops.health_probe",
                   options="-c statement_timeout=%d" % int(timeout * 1000))
@@ -127,7 +127,7 @@ def probe_postgres(check, result, timeout, thresholds):
 
 
 def _redis_client(check, timeout):
-    options = dict(host=check["host"], port=check["port"], db=check["db"], username=check["username"],
+    options = dict(host=check["host"], port=check["port"], db=check["db"], username=check["user"],
                    password=check["password"], socket_timeout=timeout, socket_connect_timeout=timeout)
     if check["tls"]:
         # Explicit: redis-py before 6 does not check the host name even when it verifies the certificate.
@@ -242,7 +242,7 @@ def _host_port(check):
     return "%s:%s" % (check["host"], check["port"])
 
 
-KINDS = {
+CHECK_KINDS = {
     "http": KindSpec(
         options=dict(url=None, method="GET", headers={}, body=None, status_code=[200], body_regex=None,
                      jmespath=None, expect=None, validate_certs=True, follow_redirects="same_origin"),
@@ -261,7 +261,7 @@ KINDS = {
         library=None,
     ),
     "postgres": KindSpec(
-        options=dict(host=None, port=5432, user=None, password=None, database="postgres", sslmode="prefer"),
+        options=dict(host=None, port=5432, user=None, password=None, database="postgres", ssl_mode="prefer"),
         required=(),
         metrics=dict(query_time=MetricSpec("ms", True, None, None),
                      connections_used=MetricSpec("%", True, 80.0, 95.0),
@@ -272,7 +272,7 @@ KINDS = {
         library=("psycopg2", "psycopg2-binary"),
     ),
     "redis": KindSpec(
-        options=dict(host="localhost", port=6379, username=None, password=None, db=0, tls=False, ca_cert=None,
+        options=dict(host="localhost", port=6379, user=None, password=None, db=0, tls=False, ca_cert=None,
                      validate_certs=True),
         required=(),
         metrics=dict(ping_time=MetricSpec("ms", True, None, None),

@@ -16,9 +16,10 @@ from collections import namedtuple
 from ansible.module_utils.common.text.converters import to_text
 from ansible.module_utils.six.moves.urllib.parse import parse_qsl, urlsplit
 
+from ansible_collections.keel.ops.plugins.module_utils._argspecs import health_check_aliases
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, DependencyError
 from ansible_collections.keel.ops.plugins.module_utils._probe.http import REDIRECT_POLICIES, redirect_policy
-from ansible_collections.keel.ops.plugins.module_utils._probe.kinds import KINDS, jmespath_error, library_available
+from ansible_collections.keel.ops.plugins.module_utils._probe.kinds import CHECK_KINDS, jmespath_error, library_available
 from ansible_collections.keel.ops.plugins.module_utils._probe.status import (
     CheckResult,
     HEALTHY,
@@ -32,6 +33,7 @@ from ansible_collections.keel.ops.plugins.module_utils._probe.status import (
 from ansible_collections.keel.ops.plugins.module_utils._redact import looks_secret, mask_url
 
 COMMON_OPTIONS = ("name", "kind", "timeout", "thresholds")
+ALIASES = health_check_aliases()
 
 Check = namedtuple("Check", "name kind target options timeout thresholds")
 
@@ -90,13 +92,25 @@ def _validate_http(where, options):
             raise ConfigError("%s: jmespath '%s' is not a valid expression: %s" % (where, options["jmespath"], error))
 
 
+def _canonical(raw):
+    """The check with every option under its own name: AnsibleModule keeps an alias beside its option, and callers
+    without AnsibleModule give only the alias."""
+    canonical = dict(raw)
+    for alias, name in ALIASES.items():
+        value = canonical.pop(alias, None)
+        if value is not None and canonical.get(name) is None:
+            canonical[name] = value
+    return canonical
+
+
 def build_check(index, raw, default_timeout):
     """Turn one user-supplied check dict into a validated Check."""
+    raw = _canonical(raw)
     where = _describe(index, raw)
     kind = raw.get("kind")
-    if kind not in KINDS:
-        raise ConfigError("%s: kind must be one of %s, got %r" % (where, ", ".join(sorted(KINDS)), kind))
-    spec = KINDS[kind]
+    if kind not in CHECK_KINDS:
+        raise ConfigError("%s: kind must be one of %s, got %r" % (where, ", ".join(sorted(CHECK_KINDS)), kind))
+    spec = CHECK_KINDS[kind]
     options = _kind_options(where, kind, spec, raw)
     if spec.library:
         _require_library(where, spec.library[0], spec.library[1], "a %s check" % kind)
@@ -189,7 +203,7 @@ def run_check(check, timeout):
     result = CheckResult(check.name, check.kind, check.target)
     started = time.monotonic()
     try:
-        KINDS[check.kind].probe(check.options, result, timeout, check.thresholds)
+        CHECK_KINDS[check.kind].probe(check.options, result, timeout, check.thresholds)
     except Exception as error:  # pylint: disable=broad-except
         result.problem(UNKNOWN, "probe error: %s: %s" % (error.__class__.__name__, error))
     result.duration_ms = round((time.monotonic() - started) * 1000.0, 1)

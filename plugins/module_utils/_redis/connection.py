@@ -22,27 +22,11 @@ from ansible_collections.keel.ops.plugins.module_utils._errors import RedisAuthE
 from ansible_collections.keel.ops.plugins.module_utils._redis.resp import ReplyError, RespConnection, os_reason
 
 
-# The connection options of modules that talk to Redis (documented in plugins/modules/redis_snapshot.py).
-CONNECTION_SPEC = dict(
-    login_host=dict(type="str", default="localhost"),
-    login_port=dict(type="int", default=6379),
-    login_unix_socket=dict(type="path"),
-    login_user=dict(type="str"),
-    login_password=dict(type="str", no_log=True),
-    tls=dict(type="bool", default=False),
-    validate_certs=dict(type="bool", default=True),
-    ca_certs=dict(type="path"),
-    client_cert_file=dict(type="path"),
-    client_key_file=dict(type="path", no_log=False),
-    connect_timeout=dict(type="float", default=10),
-)
-
-
 class Connection:
     """How to reach one Redis server; the password stays in this object and on the wire, nowhere else."""
 
     def __init__(self, host=None, port=6379, unix_socket=None, user=None, password=None, tls=False,
-                 validate_certs=True, ca_certs=None, client_cert_file=None, client_key_file=None, timeout=10.0):
+                 validate_certs=True, ca_cert=None, client_cert_file=None, client_key_file=None, timeout=10.0):
         self.host = host or "127.0.0.1"
         self.port = port or 6379
         self.unix_socket = unix_socket
@@ -50,7 +34,7 @@ class Connection:
         self.password = password
         self.tls = tls
         self.validate_certs = validate_certs
-        self.ca_certs = ca_certs
+        self.ca_cert = ca_cert
         self.client_cert_file = client_cert_file
         self.client_key_file = client_key_file
         self.timeout = timeout
@@ -63,14 +47,14 @@ class Connection:
 
     def ssl_context(self):
         try:
-            context = ssl.create_default_context(cafile=self.ca_certs)
+            context = ssl.create_default_context(cafile=self.ca_cert)
             if not self.validate_certs:
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE
             if self.client_cert_file:
                 context.load_cert_chain(self.client_cert_file, self.client_key_file)
         except (OSError, ValueError) as error:
-            raise RedisError("cannot load the TLS files for %s (%s): check ca_certs, client_cert_file and "
+            raise RedisError("cannot load the TLS files for %s (%s): check ca_cert (ca_certs), client_cert_file and "
                              "client_key_file" % (self.describe(), os_reason(error)))
         return context
 
@@ -87,7 +71,7 @@ class Connection:
                 sock = self.ssl_context().wrap_socket(sock, server_hostname=self.host)
             return sock
         except ssl.SSLError as error:
-            raise RedisError("TLS with %s failed: %s; check ca_certs, client_cert_file/client_key_file and "
+            raise RedisError("TLS with %s failed: %s; check ca_cert (ca_certs), client_cert_file/client_key_file and "
                              "validate_certs" % (self.describe(), first_line(error)))
         except (OSError, socket.timeout) as error:
             raise RedisError("cannot connect to %s: %s" % (self.describe(), first_line(error)))

@@ -62,7 +62,7 @@ class RedisSnapshotConfig(BackupConfig):
         config.connection = redis_connection.Connection(
             host=params.get("login_host"), port=params.get("login_port"), unix_socket=params.get("login_unix_socket"),
             user=params.get("login_user"), password=params.get("login_password"), tls=params.get("tls"),
-            validate_certs=params.get("validate_certs", True), ca_certs=params.get("ca_certs"),
+            validate_certs=params.get("validate_certs", True), ca_cert=params.get("ca_cert"),
             client_cert_file=params.get("client_cert_file"), client_key_file=params.get("client_key_file"),
             timeout=params.get("connect_timeout") or 10)
         if (params.get("timeout") or 0) <= 0:

@@ -31,7 +31,7 @@ class FakeRedis:
 
 
 def redis_check(**extra):
-    check = dict(kinds.KINDS["redis"].options, host="cache.example", tls=True, ca_cert="/ca.pem")
+    check = dict(kinds.CHECK_KINDS["redis"].options, host="cache.example", tls=True, ca_cert="/ca.pem")
     check.update(extra)
     return check
 

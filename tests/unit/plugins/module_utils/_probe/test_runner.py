@@ -117,7 +117,7 @@ def fake(monkeypatch):
         spec = kinds.KindSpec(options={"host": None}, required=("host",),
                                      metrics={"latency": MetricSpec("ms", True, None, None)},
                                      target=lambda c: c["host"], probe=kind, library=None)
-        monkeypatch.setitem(kinds.KINDS, "fake", spec)
+        monkeypatch.setitem(kinds.CHECK_KINDS, "fake", spec)
         checks = build_checks([{"kind": "fake", "name": host, "host": host} for host in script], 5)
         return kind, checks
     return install
@@ -206,7 +206,7 @@ def stuck(monkeypatch):
 
     spec = kinds.KindSpec(options={"host": None}, required=("host",), metrics={},
                                  target=lambda c: c["host"], probe=probe_stuck, library=None)
-    monkeypatch.setitem(kinds.KINDS, "stuck", spec)
+    monkeypatch.setitem(kinds.CHECK_KINDS, "stuck", spec)
     return lambda *hosts, **extra: build_checks([dict({"kind": "stuck", "name": h, "host": h}, **extra)
                                                  for h in hosts], 5)
 
@@ -233,7 +233,7 @@ from ansible_collections.keel.ops.plugins.module_utils._probe import runner
 def hang(options, result, timeout, thresholds):
     threading.Event().wait()
 
-kinds.KINDS["stuck"] = kinds.KindSpec({"host": None}, (), {}, lambda c: c["host"], hang, None)
+kinds.CHECK_KINDS["stuck"] = kinds.KindSpec({"host": None}, (), {}, lambda c: c["host"], hang, None)
 checks = runner.build_checks([{"kind": "stuck", "host": "h%d" % i} for i in range(3)], 5)
 print(runner.probe(checks, deadline=0.3)["status"])
 """

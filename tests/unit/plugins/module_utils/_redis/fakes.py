@@ -54,7 +54,7 @@ HANDSHAKE = [b"+OK\r\n", b"-ERR Unrecognized REPLCONF option: rdb-only\r\n", b"+
 
 
 PARAMS = dict(login_host="localhost", login_port=6379, login_unix_socket=None, login_user=None, login_password=None,
-              tls=False, validate_certs=True, ca_certs=None, client_cert_file=None, client_key_file=None,
+              tls=False, validate_certs=True, ca_cert=None, client_cert_file=None, client_key_file=None,
               connect_timeout=10, repository="/srv/backups", source=None, compression="zstd",
               compression_level=None, timeout=60, state="present", restore_method="keys", before=None,
               stop_command=None, start_command=None, systemd_service=None, docker_container=None)
