@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The embedded stack's command line: start, status, stop, stop-service, start-service (see keel_stack/)."""
 
 import os

@@ -2,10 +2,6 @@
 # Copyright: keel.ops contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 
 class ModuleDocFragment(object):
     # Filters and the staleness check shared by the *_info modules that list a repository (used with

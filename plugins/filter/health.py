@@ -1,13 +1,4 @@
-# -*- coding: utf-8 -*-
-# Copyright: keel.ops contributors
-# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from ansible.errors import AnsibleFilterError
-
 from ansible_collections.keel.ops.plugins.module_utils._probe.report import prometheus_text, report, summary_table
 
 

@@ -5,10 +5,6 @@
 (plugins/doc_fragments/): repository, PostgreSQL and Redis connections, encryption, retention; and health_probe's check
 options, which rolling_update reuses for its health gate."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from ansible_collections.keel.ops.plugins.module_utils._backup.compression import COMPRESSIONS, DEFAULT_COMPRESSION
 
 REPOSITORY = dict(

@@ -6,13 +6,14 @@ presence checked with a message that says how to install it, TLS options, and th
 with a single /_ping. The rolling update's engine (_rollout/docker.py) and Redis's container hook
 (_redis/hooks.py) both use it; the SDK is imported only by what needs it."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import warnings
 
-from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, DependencyError, EngineError, first_line
+from ansible_collections.keel.ops.plugins.module_utils._errors import (
+    ConfigError,
+    DependencyError,
+    EngineError,
+    first_line,
+)
 
 try:
     with warnings.catch_warnings():
@@ -64,6 +65,6 @@ def open_client(docker_host, timeout=60, tls=None, purpose="this task"):
                                      timeout=timeout, tls=tls or False)
     except TRANSPORT_ERRORS as error:
         raise EngineError("cannot reach the container engine at %s: %s; check docker_host and that the "
-                                   "Docker daemon or 'podman system service' runs there"
-                                   % (docker_host, first_line(error)))
+                          "Docker daemon or 'podman system service' runs there"
+                          % (docker_host, first_line(error)))
     return client, "Libpod-Api-Version" in headers or "libpod" in headers.get("Server", "").lower()

@@ -7,10 +7,6 @@ Every exception carries a message written for the person running the play: what 
 it. Modules catch KeelError once in main() and hand str(error) to fail_json, so no traceback reaches users.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import contextlib
 import os
 import traceback

@@ -4,10 +4,6 @@
 """Child processes and the files they work in: a client tool run with its stderr kept for the error message,
 wide pipes, private work directories, and fsync of a directory after a rename."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import errno
 import fcntl
 import os

@@ -3,10 +3,6 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Hide the credentials a URL may carry before it reaches a message, a result or a log."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 MASK = "***"
 SECRET_WORDS = ("token", "key", "secret", "signature", "sig", "password", "pass", "auth", "access_token",
                 "api_key", "apikey", "credential")

@@ -3,10 +3,6 @@
 # Copyright: keel.ops contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 DOCUMENTATION = r"""
 module: redis_snapshot_info
 short_description: List the Redis snapshots in a repository, newest first, and warn when they are too old

@@ -3,10 +3,6 @@
 # Copyright: keel.ops contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 DOCUMENTATION = r"""
 module: rolling_update
 short_description: Replace containers behind a load balancer one batch at a time, with health gates and rollback
@@ -48,7 +44,6 @@ description:
 author:
   - keel.ops maintainers (@keel-ops)
 extends_documentation_fragment:
-  - keel.ops.health_check.rollout
   - keel.ops.attributes
 attributes:
   check_mode:
@@ -141,6 +136,72 @@ options:
     description: Grace period in seconds between the stop signal and a kill when an old container is stopped.
     type: int
     default: 10
+  health_checks:
+    description:
+      - Checks a new container must pass before it is put back, in the format of M(keel.ops.health_probe)
+        (C(http) and C(tcp) kinds). All must pass at the same attempt.
+      - Every string is a template filled per container - C({name}), C({server}) (its load balancer server
+        name), C({env[VAR]}), C({labels[key]}) and C({ports[8080/tcp]}) (the host port published for a
+        container port). Write literal braces as C({{) and C(}}).
+      - Needed for containers without a healthcheck of their own.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name:
+        description: Name of the check, used in messages. Defaults to the kind and target.
+        type: str
+      kind:
+        description: V(http) requests O(health_checks[].url); V(tcp) connects to O(health_checks[].host):O(health_checks[].port).
+        type: str
+        required: true
+        choices: [http, tcp]
+      timeout:
+        description: Seconds one attempt of this check may take; defaults to 5.
+        type: float
+      thresholds:
+        description: Warning and critical limits of C(response_time) (V(http)) or C(connect_time) (V(tcp)), in ms.
+        type: dict
+      url:
+        description: URL to request (V(http)), a template.
+        type: str
+      method:
+        description: As O(keel.ops.health_probe#module:checks[].method).
+        type: str
+      headers:
+        description: As O(keel.ops.health_probe#module:checks[].headers).
+        type: dict
+      body:
+        description: As O(keel.ops.health_probe#module:checks[].body).
+        type: raw
+      status_code:
+        description: As O(keel.ops.health_probe#module:checks[].status_code).
+        type: list
+        elements: int
+      body_regex:
+        description: As O(keel.ops.health_probe#module:checks[].body_regex).
+        type: str
+      jmespath:
+        description: As O(keel.ops.health_probe#module:checks[].jmespath).
+        type: str
+      expect:
+        description: As O(keel.ops.health_probe#module:checks[].expect).
+        type: raw
+      validate_certs:
+        description: As O(keel.ops.health_probe#module:checks[].validate_certs).
+        type: bool
+      follow_redirects:
+        description: As O(keel.ops.health_probe#module:checks[].follow_redirects).
+        type: str
+        choices: [same_origin, safe, none, "yes", "no"]
+      host:
+        description: Host to connect to (V(tcp)), a template.
+        type: str
+        aliases: [login_host]
+      port:
+        description: Port to connect to (V(tcp)), a template that must give a number, such as C({ports[5432/tcp]}).
+        type: str
+        aliases: [login_port]
   container_health:
     description:
       - Also wait until a new container's own healthcheck (C(HEALTHCHECK) in its image, or set on the container)

@@ -13,7 +13,20 @@ from pathlib import Path
 
 from .app_image import build_app_rootfs
 from .constants import APP_LABELS, APP_NAME, APP_VARIANTS, CONTAINER_TOOLS, LOG_TAIL_LINES, LOOPBACK
-from .process import StackError, check_socket_path, find_tool, import_docker, missing_tools, mounts_under, pick_port, pid_alive, port_answers, run, stop_pid, wait_until
+from .process import (
+    StackError,
+    check_socket_path,
+    find_tool,
+    import_docker,
+    missing_tools,
+    mounts_under,
+    pick_port,
+    pid_alive,
+    port_answers,
+    run,
+    stop_pid,
+    wait_until,
+)
 from .service import Service
 
 

@@ -11,7 +11,16 @@ import signal
 from pathlib import Path
 
 from .constants import LOOPBACK, PG_DATABASE, PG_USER
-from .process import StackError, can_access, check_socket_path, new_secret, pick_port, run, unprivileged_user, write_private
+from .process import (
+    StackError,
+    can_access,
+    check_socket_path,
+    new_secret,
+    pick_port,
+    run,
+    unprivileged_user,
+    write_private,
+)
 from .service import Service
 
 

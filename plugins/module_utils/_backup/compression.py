@@ -4,15 +4,10 @@
 """Compression in the pipeline: zstd on worker threads (the default, level 1), gzip, or none; a pull-based
 compressing reader for backups and a push-based decompressing writer for restores."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import zlib
 
 from ansible_collections.keel.ops.plugins.module_utils._backup.pipeline import CHUNK
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, DependencyError, IntegrityError
-
 
 
 COMPRESSIONS = ("zstd", "gzip", "none")

@@ -5,10 +5,6 @@
 retention, 'before' - into a plain config object, checked before anything is reached; and the Reporter through
 which the backup logic warns and learns whether this is a dry run."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from ansible_collections.keel.ops.plugins.module_utils._backup import compression, encryption
 from ansible_collections.keel.ops.plugins.module_utils._backup.manifest import parse_timestamp
 from ansible_collections.keel.ops.plugins.module_utils._backup.retention import validate_retention

@@ -5,10 +5,6 @@
 written back out as a directory, with tarfile's 'data' filter so that no archive can plant setuid files,
 foreign owners or paths outside the directory."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import os
 import tarfile
 import threading

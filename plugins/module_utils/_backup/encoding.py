@@ -5,10 +5,6 @@
 hash) and store_artifact() writes them through the repository; on the way back, open_identities() proves the
 key opens a backup before anything is touched, and stream_into() runs the pipeline backwards into a consumer."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from ansible_collections.keel.ops.plugins.module_utils._backup import compression, encryption, pipeline
 from ansible_collections.keel.ops.plugins.module_utils._backup.config import read_secret_file, read_text
 from ansible_collections.keel.ops.plugins.module_utils._errors import DecryptionKeyError
@@ -97,7 +93,7 @@ def open_identities(config, repo, backup):
     identities = []
     if config.decryption_identity_file:
         identities += encryption.parse_identities(read_text(config.decryption_identity_file, "decryption_identity_file"),
-                                                config.decryption_identity_file)
+                                                  config.decryption_identity_file)
     passphrase = read_secret_file(config.decryption_passphrase_file, "decryption_passphrase_file")
     if passphrase and sealed.get("passphrase"):
         with repo.open_artifact(backup.id, KEY_ARTIFACT) as reader:

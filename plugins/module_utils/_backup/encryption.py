@@ -4,10 +4,6 @@
 """age encryption in the pipeline (pyrage): recipients and their fingerprints, identities from key files,
 passphrase-sealed per-backup keys, and streaming encrypt/decrypt that tell a wrong key from a corrupt file."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import hashlib
 
 from ansible_collections.keel.ops.plugins.module_utils._errors import (

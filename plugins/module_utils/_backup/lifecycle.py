@@ -6,15 +6,12 @@ before each irreversible step, and state=absent's retention under the same lock.
 snapshots, ...) writes only what is specific to it: the function that takes its artifacts and returns the
 manifest."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import contextlib
 import shutil
 import time
 
 from ansible_collections.keel.ops.plugins.module_utils import _process as process
+
 from ansible_collections.keel.ops.plugins.module_utils._backup.config import VERSION, s3_options, signing_from_params
 from ansible_collections.keel.ops.plugins.module_utils._backup.encoding import (
     Encoder,

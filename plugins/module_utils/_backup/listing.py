@@ -4,10 +4,6 @@
 """What the info modules list: the backups of one kind (one source or every source), filtered by labels, time
 and verification, newest first, and whether the newest is older than max_age."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from ansible_collections.keel.ops.plugins.module_utils._backup.lifecycle import open_repository, open_repository_storage
 from ansible_collections.keel.ops.plugins.module_utils._backup.manifest import parse_timestamp, utcnow, validate_source
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError

@@ -5,10 +5,6 @@
 the Backup record, and the shape a manifest read from a repository must have before anything believes it
 (a repository is data from elsewhere)."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import datetime
 import os
 import re

@@ -11,14 +11,9 @@ nothing is ever held whole in memory, at most a few chunks (LimitedBuffer, for t
 must be read whole, refuses more than its limit).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import hashlib
+import queue
 import threading
-
-from ansible.module_utils.six.moves import queue
 
 from ansible_collections.keel.ops.plugins.module_utils._errors import IntegrityError
 

@@ -16,10 +16,6 @@ It works on any Storage of _backup/storage (local directory or S3), so both beha
 holds, and what it must hold to be believed, is manifest.py's; which backups retention keeps, retention.py's.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import contextlib
 import datetime
 import json
@@ -27,8 +23,8 @@ import threading
 import time
 
 from ansible_collections.keel.ops.plugins.module_utils._backup.manifest import (
-    FORMAT_VERSION,
     BACKUP_KINDS,
+    FORMAT_VERSION,
     Backup,
     check_manifest,
     is_backup_id,

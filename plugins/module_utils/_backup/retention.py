@@ -4,10 +4,6 @@
 """Grandfather-father-son retention: which backups to keep and why (plan_retention, pure), and applying it to a
 repository (apply_retention), never to the backup this run committed nor to one a restore holds."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError
 
 

@@ -13,10 +13,6 @@ Keys: `openssl genpkey -algorithm ed25519 -out signing.pem` (or `ssh-keygen -t e
 public half with `openssl pkey -in signing.pem -pubout` (or the `.pub` file of ssh-keygen).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import base64
 import hashlib
 import json

@@ -5,10 +5,6 @@
 with pg_dump, exact row counts per table, and creating and dropping databases. Every psycopg2 error becomes a
 PostgresError saying what was being done."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import functools
 import re
 

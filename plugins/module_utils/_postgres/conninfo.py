@@ -8,10 +8,6 @@ temporary directory whose only lines name this server's host, port and user, and
 A database name goes to the tools as the quoted value of a dbname keyword, never as a connection string.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import os
 
 from ansible_collections.keel.ops.plugins.module_utils._errors import DependencyError, PostgresError, first_line

@@ -9,22 +9,19 @@ Each public function takes a plain PgBackupConfig and a Reporter (warnings, chec
 module's result dict.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import os
 import shutil
 import subprocess
 import threading
 
 from ansible_collections.keel.ops.plugins.module_utils import _process as process
-from ansible_collections.keel.ops.plugins.module_utils._backup import dirstream, lifecycle, listing
-from ansible_collections.keel.ops.plugins.module_utils._backup.config import BackupConfig
-from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, PostgresError, first_line
 from ansible_collections.keel.ops.plugins.module_utils._postgres import catalog as pg_catalog
 from ansible_collections.keel.ops.plugins.module_utils._postgres import conninfo as pg_conninfo
 from ansible_collections.keel.ops.plugins.module_utils._postgres import tools as pg_tools
+
+from ansible_collections.keel.ops.plugins.module_utils._backup import dirstream, lifecycle, listing
+from ansible_collections.keel.ops.plugins.module_utils._backup.config import BackupConfig
+from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, PostgresError, first_line
 
 
 class PgBackupConfig(BackupConfig):
@@ -34,10 +31,10 @@ class PgBackupConfig(BackupConfig):
     def from_params(cls, params):
         config = super(PgBackupConfig, cls).from_params(params)
         config.connection = pg_conninfo.Connection(host=params.get("login_host") or params.get("login_unix_socket"),
-                                          port=params.get("login_port") or 5432,
-                                          user=params.get("login_user"), password=params.get("login_password"),
-                                          database=params.get("maintenance_db") or "postgres",
-                                          ssl_mode=params.get("ssl_mode"), ca_cert=params.get("ca_cert"))
+                                                   port=params.get("login_port") or 5432,
+                                                   user=params.get("login_user"), password=params.get("login_password"),
+                                                   database=params.get("maintenance_db") or "postgres",
+                                                   ssl_mode=params.get("ssl_mode"), ca_cert=params.get("ca_cert"))
         config.jobs = 1 if params.get("jobs") is None else params["jobs"]
         if config.jobs < 1:
             raise ConfigError("jobs must be at least 1, got %s" % config.jobs)
@@ -82,7 +79,7 @@ class _RowCounter(threading.Thread):
             conn = config.connection.connect(database, autocommit=False)
             try:
                 pg_catalog.import_snapshot(conn, snapshot, lock_timeout=config.lock_wait_timeout,
-                                   statement_timeout=config.statement_timeout)
+                                           statement_timeout=config.statement_timeout)
                 self.stats = pg_catalog.table_statistics(conn, filters)
             finally:
                 conn.rollback()
@@ -110,7 +107,7 @@ def _dump_database(run, tools, database):
             counter.join()
         if counter.error is not None:
             raise _explained_lock_wait(PostgresError("cannot count the rows the backup must record: %s"
-                                                        % first_line(counter.error)), config, database)
+                                                     % first_line(counter.error)), config, database)
         if artifact["raw_size"] == 0:
             raise PostgresError("pg_dump of %s produced no output" % database)
     finally:
@@ -124,9 +121,9 @@ def _explained_lock_wait(error, config, database):
     text = str(error)
     if "lock timeout" in text or ("LOCK TABLE" in text and "statement timeout" in text):
         return PostgresError("waited lock_wait_timeout (%gs) for a table lock in %s that another session holds "
-                                "or queues for (a migration?) and gave up, so nothing was stored; run the backup "
-                                "outside that work, or raise lock_wait_timeout. %s"
-                                % (config.lock_wait_timeout, database, text))
+                             "or queues for (a migration?) and gave up, so nothing was stored; run the backup "
+                             "outside that work, or raise lock_wait_timeout. %s"
+                             % (config.lock_wait_timeout, database, text))
     return error
 
 
@@ -245,5 +242,5 @@ def _has_database(database):
 def describe_backups(params, reporter):
     """pg_backup_info: filtered backups newest first, and whether the newest is older than max_age hours."""
     backups, age, stale = listing.describe_repository(params, "postgres", reporter,
-                                                     wanted=_has_database(params.get("database")))
+                                                      wanted=_has_database(params.get("database")))
     return dict(backups=[b.summary() for b in backups], count=len(backups), newest_age_hours=age, stale=stale)

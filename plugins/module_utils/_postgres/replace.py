@@ -4,10 +4,6 @@
 """Replacing a live database without dropping it first: the staging name a restore is built under, the
 advisory lock that keeps two restores of one target apart, and the swap by renaming both in one transaction."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import hashlib
 import time
 

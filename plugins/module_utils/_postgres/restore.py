@@ -9,10 +9,6 @@ the manifest recorded. Each public function takes a PgBackupConfig and a Reporte
 result dict.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import contextlib
 import os
 import shutil
@@ -21,15 +17,16 @@ import threading
 import time
 
 from ansible_collections.keel.ops.plugins.module_utils import _process as process
+from ansible_collections.keel.ops.plugins.module_utils._postgres import catalog as pg_catalog
+from ansible_collections.keel.ops.plugins.module_utils._postgres import replace as pg_replace
+from ansible_collections.keel.ops.plugins.module_utils._postgres import scripts as pg_scripts
+from ansible_collections.keel.ops.plugins.module_utils._postgres import tools as pg_tools
+
 from ansible_collections.keel.ops.plugins.module_utils._backup import dirstream, encoding, lifecycle, pipeline
 from ansible_collections.keel.ops.plugins.module_utils._backup.config import VERSION
 from ansible_collections.keel.ops.plugins.module_utils._backup.manifest import isoformat, utcnow
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, IntegrityError, KeelError
-from ansible_collections.keel.ops.plugins.module_utils._postgres import catalog as pg_catalog
 from ansible_collections.keel.ops.plugins.module_utils._postgres import logical
-from ansible_collections.keel.ops.plugins.module_utils._postgres import replace as pg_replace
-from ansible_collections.keel.ops.plugins.module_utils._postgres import scripts as pg_scripts
-from ansible_collections.keel.ops.plugins.module_utils._postgres import tools as pg_tools
 
 
 def _restore_artifact(config, tools, repo, backup, artifact, identities, target, workdir, clean=False):
@@ -39,8 +36,8 @@ def _restore_artifact(config, tools, repo, backup, artifact, identities, target,
     if on_disk:
         path = _restore_to_disk(repo, backup, artifact, identities, workdir)
     argv = pg_tools.pg_restore_argv(tools["pg_restore"], target, no_owner=config.no_owner, role=config.role,
-                              schemas=_restore_schemas(config), tables=_table_names(config.restore_tables),
-                              jobs=config.jobs if on_disk else 1, path=path)
+                                    schemas=_restore_schemas(config), tables=_table_names(config.restore_tables),
+                                    jobs=config.jobs if on_disk else 1, path=path)
     if clean:
         argv[1:1] = ["--clean", "--if-exists"]
     env = config.connection.child_env(workdir)
@@ -329,14 +326,14 @@ def _restore_globals(config, tools, repo, backup, identities, workdir, reporter)
     pg_scripts.check_globals_script(script, "the globals of backup %s (%s)" % (backup.id, artifact["name"]))
     argv = [tools["psql"], "--no-password", "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=0"]
     child = process.Child(argv, config.connection.child_env(workdir), workdir, stdin=subprocess.PIPE,
-                         stdout=subprocess.DEVNULL)
+                          stdout=subprocess.DEVNULL)
     try:
         child.proc.stdin.write(script.encode("utf-8"))
         child.proc.stdin.close()
     except (BrokenPipeError, ConnectionResetError):
         child.finish()  # psql stopped reading: its own words say why
         raise process.ToolError("psql stopped reading the globals of backup %s before their end: %s"
-                               % (backup.id, child.stderr_tail() or "it gave no reason"))
+                                % (backup.id, child.stderr_tail() or "it gave no reason"))
     except BaseException:
         child.kill()
         raise
@@ -358,10 +355,10 @@ def _read_globals(repo, backup, artifact, identities):
 
 def _safety_backup(config, target, reporter):
     safety_config = logical.PgBackupConfig(**dict(config.__dict__, state="present", scope="database", database=target,
-                                          source=(config.safety_source or "%s-pre-restore" % target),
-                                          keep_last=None, keep_daily=None, keep_weekly=None, keep_monthly=None,
-                                          schemas=None, exclude_schemas=None, tables=None, exclude_tables=None,
-                                          labels={"reason": "safety backup before restore"}))
+                                                  source=(config.safety_source or "%s-pre-restore" % target),
+                                                  keep_last=None, keep_daily=None, keep_weekly=None, keep_monthly=None,
+                                                  schemas=None, exclude_schemas=None, tables=None, exclude_tables=None,
+                                                  labels={"reason": "safety backup before restore"}))
     result = logical.backup(safety_config, reporter)
     return {"backup_id": result["backup_id"], "source": result["source"], "location": result["location"]}
 

@@ -4,10 +4,6 @@
 """psql scripts read from a repository are data until proven otherwise: the meta-commands a script holds, found
 as psql's own lexer finds them, and the check that refuses any pg_dumpall does not write."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import re
 
 from ansible_collections.keel.ops.plugins.module_utils._errors import PostgresError

@@ -4,10 +4,6 @@
 """PostgreSQL's client tools: where they are, which version, and the argv of pg_dump, pg_dumpall and pg_restore;
 with the names a database gets on local disk and in a repository (never shaped by the name itself)."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import hashlib
 import os
 import re

@@ -6,20 +6,15 @@ wall-clock budget, its status, body regex and JMESPath judged against the expect
 shared across checks and credentials kept off other origins and out of every message.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import json
 import re
 import socket
 import threading
 import time
+from urllib.error import HTTPError, URLError
+from urllib.parse import urljoin, urlsplit
 
-from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
-from ansible.module_utils.six.moves.urllib.parse import urljoin, urlsplit
 from ansible.module_utils.urls import Request, make_context
-
 from ansible_collections.keel.ops.plugins.module_utils._errors import first_line
 from ansible_collections.keel.ops.plugins.module_utils._probe.status import CRITICAL, elapsed_ms
 from ansible_collections.keel.ops.plugins.module_utils._redact import looks_secret, mask_url

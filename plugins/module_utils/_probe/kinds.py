@@ -10,17 +10,12 @@ CheckResult to fill and a timeout in seconds; it records problems instead of rai
 never hides the others.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import datetime
 import os
 import socket
 import ssl
 import time
 from collections import namedtuple
-
 
 from ansible_collections.keel.ops.plugins.module_utils._errors import first_line
 from ansible_collections.keel.ops.plugins.module_utils._probe.http import probe_http

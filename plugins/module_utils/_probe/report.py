@@ -7,10 +7,6 @@ Both take results as health_probe returns them, keyed by inventory host, so the 
 over what every host registered.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from ansible_collections.keel.ops.plugins.module_utils._probe.status import SEVERITY, STATUSES, worst
 
 COLUMNS = ("HOST", "CHECK", "KIND", "STATUS", "TIME", "MESSAGE")

@@ -3,29 +3,28 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Validate health checks, run them concurrently with retries and a deadline, and aggregate the results."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import json
 import re
 import threading
 import time
 from collections import namedtuple
+from urllib.parse import parse_qsl, urlsplit
 
 from ansible.module_utils.common.text.converters import to_text
-from ansible.module_utils.six.moves.urllib.parse import parse_qsl, urlsplit
-
 from ansible_collections.keel.ops.plugins.module_utils._argspecs import health_check_aliases
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, DependencyError
 from ansible_collections.keel.ops.plugins.module_utils._probe.http import REDIRECT_POLICIES, redirect_policy
-from ansible_collections.keel.ops.plugins.module_utils._probe.kinds import CHECK_KINDS, jmespath_error, library_available
+from ansible_collections.keel.ops.plugins.module_utils._probe.kinds import (
+    CHECK_KINDS,
+    jmespath_error,
+    library_available,
+)
 from ansible_collections.keel.ops.plugins.module_utils._probe.status import (
-    CheckResult,
     HEALTHY,
     SEVERITY,
     STATUSES,
     UNKNOWN,
+    CheckResult,
     build_threshold,
     is_failing,
     worst,

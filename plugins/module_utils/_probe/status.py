@@ -4,12 +4,9 @@
 """Health statuses, thresholds and the result of one check.
 
 This file holds the vocabulary shared by the probe kinds (kinds.py, http.py) and the runner (runner.py):
-how a metric value becomes a status, how statuses combine, and how one check's outcome is reported. It imports nothing outside the standard library so it is trivially unit-testable.
+how a metric value becomes a status, how statuses combine, and how one check's outcome is reported. It
+imports nothing outside the standard library so it is trivially unit-testable.
 """
-
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import time
 from collections import namedtuple

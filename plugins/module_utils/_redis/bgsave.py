@@ -6,14 +6,11 @@ writes, following it while it grows, without ever holding it whole; and prove th
 server's own (DiskRdb).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import contextlib
 import os
 import re
 import time
+
 from ansible_collections.keel.ops.plugins.module_utils._errors import RedisError
 from ansible_collections.keel.ops.plugins.module_utils._redis.resp import CHUNK, POLL, failing_as, os_reason
 

@@ -10,10 +10,6 @@ bounded raw reads and DUMP/RESTORE needs pipelines of thousands of commands that
 importing redis-py (with its asyncio half) costs a tenth of a second of every run.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import re
 import socket
 import ssl

@@ -15,10 +15,6 @@ Everything here that can fail raises a KeelError (ConfigError when the setup is 
 caller to put in context.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import datetime
 import errno
 import ipaddress

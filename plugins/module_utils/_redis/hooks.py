@@ -5,15 +5,12 @@
 container through the Docker API (whose paths are mapped to this host through its mounts, never outside them).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import os
 import posixpath
 import subprocess
 
 from ansible_collections.keel.ops.plugins.module_utils import _process as process
+
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, EngineError, RedisError, first_line
 
 
@@ -29,10 +26,10 @@ class CommandHook:
     def run(self, action, workdir, timeout):
         try:
             child = process.Child(self.argv[action], dict(os.environ), workdir, stdin=subprocess.DEVNULL,
-                                 stdout=subprocess.DEVNULL)
+                                  stdout=subprocess.DEVNULL)
         except OSError as error:
             raise RedisError("the %s hook %s cannot run: %s" % (action, self.argv[action][0],
-                                                                   error.strerror or error))
+                                                                error.strerror or error))
         try:
             child.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:

@@ -5,11 +5,8 @@
 side and RESTORE (with absolute TTLs where the target supports them) on the other, conflicts found first.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import time
+
 from ansible_collections.keel.ops.plugins.module_utils._errors import RedisError
 from ansible_collections.keel.ops.plugins.module_utils._redis.resp import ReplyError
 

@@ -6,16 +6,13 @@ stream (checksum, structure, key totals), the RESIZEDB records that give each da
 the readers and writers that put the inspection in a pipeline.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import contextlib
 import os
 import re
 import subprocess
 
 from ansible_collections.keel.ops.plugins.module_utils import _process as process
+
 from ansible_collections.keel.ops.plugins.module_utils._errors import IntegrityError, RedisError
 from ansible_collections.keel.ops.plugins.module_utils._redis.resp import failing_as, os_reason
 
@@ -153,7 +150,7 @@ class RdbCheck:
                         "check that it runs here, and that TMPDIR has room"):
             with open(self.report_path, "wb") as out:
                 self.child = process.Child([named_link(binary.path, workdir, "redis-check-rdb"), "/dev/stdin"],
-                                          child_env(), workdir, stdin=subprocess.PIPE, stdout=out)
+                                           child_env(), workdir, stdin=subprocess.PIPE, stdout=out)
 
     def write(self, data):
         try:

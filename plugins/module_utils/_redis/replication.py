@@ -6,11 +6,8 @@ capa eof, PSYNC ? -1), read the payload in its $<length> or diskless $EOF:<mark>
 the deadline holds even while the master sends keep-alive newlines.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import time
+
 from ansible_collections.keel.ops.plugins.module_utils._errors import RedisError
 from ansible_collections.keel.ops.plugins.module_utils._redis.resp import CHUNK, encode
 

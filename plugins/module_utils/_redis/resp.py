@@ -5,12 +5,9 @@
 on every wait.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import contextlib
 import socket
+
 from ansible_collections.keel.ops.plugins.module_utils._errors import RedisError, first_line
 
 

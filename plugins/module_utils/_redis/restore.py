@@ -10,24 +10,21 @@ writes only into the data directory the server starts from (files.py), and once 
 happens, it is started again and the message says on which data.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import contextlib
 import os
 import shutil
 import signal
 import time
 
-from ansible_collections.keel.ops.plugins.module_utils._backup import lifecycle
-from ansible_collections.keel.ops.plugins.module_utils._backup.manifest import isoformat
-from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, KeelError, RedisError
 from ansible_collections.keel.ops.plugins.module_utils._redis import connection as redis_connection
-from ansible_collections.keel.ops.plugins.module_utils._redis import files
 from ansible_collections.keel.ops.plugins.module_utils._redis import keys as redis_keys
 from ansible_collections.keel.ops.plugins.module_utils._redis import resp as redis_resp
 from ansible_collections.keel.ops.plugins.module_utils._redis import server as redis_server
+
+from ansible_collections.keel.ops.plugins.module_utils._backup import lifecycle
+from ansible_collections.keel.ops.plugins.module_utils._backup.manifest import isoformat
+from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, KeelError, RedisError
+from ansible_collections.keel.ops.plugins.module_utils._redis import files
 from ansible_collections.keel.ops.plugins.module_utils._redis.snapshot import (
     binary_for,
     check_counts,
@@ -61,8 +58,8 @@ def restore(config, reporter):
         else:
             plan = _plan_keys(config, server, facts, chosen)
             binary = binary_for(config, chosen, [facts["executable"]], max_rdb=plan["target_rdb_version"],
-                                   purpose="read the snapshot through a temporary redis-server whose DUMP the "
-                                           "target reads")
+                                purpose="read the snapshot through a temporary redis-server whose DUMP the "
+                                "target reads")
         plan.update(backup_id=chosen.id, backup_time=isoformat(chosen.time), source=repo.source,
                     snapshot_keys=stats["keys"], redis_binary=binary.describe())
         if reporter.check_mode:
@@ -292,8 +289,8 @@ def _after_start(config, plan, backup, swap):
         return loaded
     except BaseException as error:  # pylint: disable=broad-except
         raise RedisError("%s. The server runs on the restored data%s; %s"
-                            % (_failure(error), " (check that AOF is on: CONFIG GET appendonly)"
-                               if plan["appendonly"] else "", swap.where()))
+                         % (_failure(error), " (check that AOF is on: CONFIG GET appendonly)"
+                            if plan["appendonly"] else "", swap.where()))
     finally:
         if restarted is not None:
             restarted.close()
@@ -315,7 +312,7 @@ def _stage_rdb(repo, backup, identities, binary, workdir, rdb_path):
             os.fchown(fd, owner.st_uid, owner.st_gid)
     except OSError as error:
         raise RedisError("cannot write %s into the server's directory: %s; run the module as root or the redis "
-                            "user (become: true)" % (staged, error.strerror or error))
+                         "user (become: true)" % (staged, error.strerror or error))
     try:
         with redis_resp.failing_as("writing %s" % staged, "check the free space of that file system"):
             with os.fdopen(fd, "wb") as handle:

@@ -6,10 +6,6 @@ server that loads a snapshot from us acting as its master, and waiting for a ser
 its AOF.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import contextlib
 import ctypes
 import hmac

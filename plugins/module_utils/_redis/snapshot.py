@@ -9,10 +9,6 @@ Each public function takes a RedisSnapshotConfig and a Reporter and returns the 
 snapshot stores an RDB read from this host's disk only once it is proven to be the server's (DiskRdb).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import functools
 import os
 import posixpath
@@ -21,17 +17,18 @@ import shutil
 import tempfile
 import time
 
-from ansible_collections.keel.ops.plugins.module_utils._backup import encoding, lifecycle, listing
-from ansible_collections.keel.ops.plugins.module_utils._backup.config import VERSION, BackupConfig
-from ansible_collections.keel.ops.plugins.module_utils._backup.manifest import isoformat, utcnow
-from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, IntegrityError, KeelError, RedisError
 from ansible_collections.keel.ops.plugins.module_utils._redis import bgsave as redis_bgsave
 from ansible_collections.keel.ops.plugins.module_utils._redis import connection as redis_connection
-from ansible_collections.keel.ops.plugins.module_utils._redis import files
 from ansible_collections.keel.ops.plugins.module_utils._redis import rdb as redis_rdb
 from ansible_collections.keel.ops.plugins.module_utils._redis import replication as redis_replication
 from ansible_collections.keel.ops.plugins.module_utils._redis import resp as redis_resp
 from ansible_collections.keel.ops.plugins.module_utils._redis import server as redis_server
+
+from ansible_collections.keel.ops.plugins.module_utils._backup import encoding, lifecycle, listing
+from ansible_collections.keel.ops.plugins.module_utils._backup.config import VERSION, BackupConfig
+from ansible_collections.keel.ops.plugins.module_utils._backup.manifest import isoformat, utcnow
+from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, IntegrityError, KeelError, RedisError
+from ansible_collections.keel.ops.plugins.module_utils._redis import files
 from ansible_collections.keel.ops.plugins.module_utils._redis.hooks import hook_from_params
 
 
@@ -118,7 +115,7 @@ def _rdb_path(config, server):
     directory, filename = server.config_get("dir"), server.config_get("dbfilename")
     if not directory or not filename:
         raise RedisError("%s does not tell where it saves (CONFIG GET dir/dbfilename gave nothing; is CONFIG "
-                            "renamed?): use snapshot_method: replication" % server.describe())
+                         "renamed?): use snapshot_method: replication" % server.describe())
     path = posixpath.join(directory, files.plain_name(filename, "dbfilename"))
     return config.hook.host_path(path) if config.hook else path
 
@@ -217,7 +214,7 @@ def _snapshot(config, reporter, server):
             "keys": total_keys(facts["keyspace"]), "used_memory": facts["used_memory"],
             "rdb_path": disk.path if disk else None, "rdb_proven_by": disk.proof["by"] if disk else None}
     binary = redis_server.find_binary(config.redis_server_bin, [facts["executable"]], redis_connection.rdb_version_of(facts["version"]),
-                            purpose="check the snapshot")
+                                      purpose="check the snapshot")
     plan["checker"] = binary.describe("redis-check-rdb")
     if reporter.check_mode:
         return dict(changed=True, plan=plan, backup_id=None, msg="would snapshot %s (%s) into %s"
@@ -313,7 +310,7 @@ def select_snapshot(config, reporter):
 
 def binary_for(config, backup, hints=(), max_rdb=None, purpose="check the snapshot"):
     return redis_server.find_binary(config.redis_server_bin, list(hints), backup.manifest["statistics"]["rdb_version"],
-                          max_rdb=max_rdb, purpose=purpose)
+                                    max_rdb=max_rdb, purpose=purpose)
 
 
 def inspect_stream(repo, backup, identities, binary, workdir, sink):

@@ -21,10 +21,6 @@ them, whatever host it runs from. Every API call goes through _call, which turns
 HTTP library's transport errors (a socket that goes away, a timeout) into EngineError.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import copy
 import json
 import shlex
@@ -44,13 +40,9 @@ from ansible_collections.keel.ops.plugins.module_utils._rollout.interfaces impor
 try:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # urllib3's SOCKS DependencyWarning: no proxy is used here
-        import docker
         from docker.errors import DockerException, NotFound
         from requests.exceptions import RequestException  # the Docker SDK's HTTP library
-    HAS_DOCKER = True
-except ImportError:
-    docker = None
-    HAS_DOCKER = False
+except ImportError:  # _docker.open_client() says how to install the SDK
 
     class DockerException(Exception):
         """Stands in for the SDK's exceptions, so the except clauses below stay valid without it."""

@@ -11,10 +11,6 @@ reports the server running again; or 'state drain' / 'state maint' for a server 
 The configuration file is never touched.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import socket
 import time
 

@@ -6,10 +6,6 @@ keel.ops.health_probe checks rendered for it pass, or fails at its deadline (or 
 interrupted) with what was seen.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import time
 
 from ansible_collections.keel.ops.plugins.module_utils._probe.runner import probe

@@ -8,13 +8,9 @@ This is the shape of most load balancer admin APIs (and of the runbook this repl
 server still handles, so draining is a fixed wait: the rollout's drain_delay.
 """
 
-from __future__ import absolute_import, division, print_function
+from urllib.error import HTTPError, URLError
 
-__metaclass__ = type
-
-from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 from ansible.module_utils.urls import Request
-
 from ansible_collections.keel.ops.plugins.module_utils._redact import mask_url
 from ansible_collections.keel.ops.plugins.module_utils._rollout.interfaces import LoadBalancer, LoadBalancerError
 

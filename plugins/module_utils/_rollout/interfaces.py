@@ -6,10 +6,6 @@ and the two interfaces a rollout drives - ContainerEngine and LoadBalancer - wit
 no backend of their own (none, and a group of several).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from collections import namedtuple
 
 from ansible_collections.keel.ops.plugins.module_utils._errors import KeelError

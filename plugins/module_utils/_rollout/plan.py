@@ -6,10 +6,6 @@ tolerance for failures, the pure plan over the selected instances, the templates
 server names and checks, and the validated options.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import re
 from fractions import Fraction
 

@@ -7,10 +7,6 @@ balancer state, or a refusal with the exact commands to clean up; and whether th
 still alive.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import os
 import socket
 

@@ -19,10 +19,6 @@ rotation: repair.py puts those instances back before anything is planned, and Ro
 end that every selected instance serves.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import time
 from concurrent.futures import ThreadPoolExecutor
 

@@ -13,10 +13,6 @@ prefix is a directory of keys ("postgres/db1"). Every backend keeps the same pro
   and never carries credentials.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import re
 
 from ansible_collections.keel.ops.plugins.module_utils._errors import KeelError

@@ -4,10 +4,6 @@
 """A repository in a local (or mounted) directory: files written beside their final name and renamed into
 place, directories 0700 and files 0600, an flock() per source."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import contextlib
 import errno
 import fcntl
@@ -302,8 +298,8 @@ class _LocalLock:
             while not self._try_acquire():
                 if time.monotonic() >= deadline:
                     raise lock_timeout(self.path, self.timeout, self._read_holder(),
-                                        "wait for that run to finish, stop it, or raise the lock timeout "
-                                        "(the lock frees itself when its process exits)")
+                                       "wait for that run to finish, stop it, or raise the lock timeout "
+                                       "(the lock frees itself when its process exits)")
                 time.sleep(LOCAL_LOCK_POLL)
             record = holder_record(self.owner)
             try:

@@ -5,10 +5,6 @@
 that is told, and whether a holder is provably gone. LockInfo is what a held lock hands to its with-block.
 The locks themselves are the backends': flock in local.py, conditional writes in s3_lock.py."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import calendar
 import json
 import os

@@ -6,10 +6,6 @@ with bounded memory, downloads resume where a broken connection left them, failu
 user (s3_errors.py) and the lock is a conditional write (s3_lock.py). boto3's import is guarded, as
 ansible-test requires; only s3:// repositories need it."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import calendar
 import contextlib
 import sys

@@ -5,10 +5,6 @@
 messages that say what failed, where, and what to check (credentials, permissions, region, endpoint), without
 ever carrying a credential."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from ansible_collections.keel.ops.plugins.module_utils._backup.storage.base import NotFound, StorageError
 from ansible_collections.keel.ops.plugins.module_utils._backup.storage.local import whoami
 

@@ -4,10 +4,6 @@
 """The lock of an S3 repository: an object written with conditional puts and kept alive by a heartbeat, proven
 by a synchronous renewal before every irreversible step."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import calendar
 import json
 import threading
@@ -68,8 +64,8 @@ class S3Lock:
             if remaining <= 0:
                 expires = self._seen.get("expires")
                 raise lock_timeout(self.location, self._timeout, self._seen,
-                                    "wait for that run to finish or raise the lock timeout; if it died, the lock "
-                                    "is taken over once it expires%s" % (" at %s" % expires if expires else ""))
+                                   "wait for that run to finish or raise the lock timeout; if it died, the lock "
+                                   "is taken over once it expires%s" % (" at %s" % expires if expires else ""))
             time.sleep(min(S3_LOCK_POLL, remaining))
             record = holder_record(self._owner, self._ttl)
         self._heartbeat = threading.Thread(target=self._beat, name="keel-s3-lock-heartbeat")

@@ -4,10 +4,6 @@
 """Repository URLs and S3 options: what a repository is, checked before anything is reached, and the storage
 that serves it (open_storage). boto3 is imported only for s3:// repositories."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import os
 import re
 from urllib.parse import unquote, urlsplit, urlunsplit

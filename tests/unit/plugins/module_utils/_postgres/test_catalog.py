@@ -22,6 +22,6 @@ def test_compare_statistics_names_each_difference():
     expected = {"tables": {"a.x": 10, "a.y": 5}, "large_objects": 2}
     actual = {"tables": {"a.x": 9}, "large_objects": 2}
     assert pg_catalog.compare_statistics(expected, actual) == ["table a.x has 9 rows, the backup recorded 10",
-                                                       "table a.y is missing"]
+                                                               "table a.y is missing"]
     assert pg_catalog.compare_statistics(expected, actual, tables=["a.y"]) == ["table a.y is missing"]
     assert pg_catalog.compare_statistics(expected, dict(actual, tables={"a.x": 10, "a.y": 5})) == []

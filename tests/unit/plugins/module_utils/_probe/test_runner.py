@@ -115,8 +115,8 @@ def fake(monkeypatch):
     def install(script, sleep=0.0):
         kind = FakeKind(script, sleep)
         spec = kinds.KindSpec(options={"host": None}, required=("host",),
-                                     metrics={"latency": MetricSpec("ms", True, None, None)},
-                                     target=lambda c: c["host"], probe=kind, library=None)
+                              metrics={"latency": MetricSpec("ms", True, None, None)},
+                              target=lambda c: c["host"], probe=kind, library=None)
         monkeypatch.setitem(kinds.CHECK_KINDS, "fake", spec)
         checks = build_checks([{"kind": "fake", "name": host, "host": host} for host in script], 5)
         return kind, checks
@@ -205,7 +205,7 @@ def stuck(monkeypatch):
         result.note("answered")
 
     spec = kinds.KindSpec(options={"host": None}, required=("host",), metrics={},
-                                 target=lambda c: c["host"], probe=probe_stuck, library=None)
+                          target=lambda c: c["host"], probe=probe_stuck, library=None)
     monkeypatch.setitem(kinds.CHECK_KINDS, "stuck", spec)
     return lambda *hosts, **extra: build_checks([dict({"kind": "stuck", "name": h, "host": h}, **extra)
                                                  for h in hosts], 5)

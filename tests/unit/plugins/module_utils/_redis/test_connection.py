@@ -14,7 +14,7 @@ def test_versions():
 
 def test_info_and_its_keyspace():
     info = redis_connection.parse_info(b"# Server\r\nredis_version:7.0.15\r\nexecutable:/usr/bin/redis-server\r\n\r\n"
-                         b"# Keyspace\r\ndb0:keys=3,expires=1,avg_ttl=5\r\ndb12:keys=1,expires=0,avg_ttl=0\r\n")
+                                       b"# Keyspace\r\ndb0:keys=3,expires=1,avg_ttl=5\r\ndb12:keys=1,expires=0,avg_ttl=0\r\n")
     assert info["redis_version"] == "7.0.15" and info["executable"] == "/usr/bin/redis-server"
     assert redis_connection.keyspace(info) == {"0": {"keys": 3, "expires": 1}, "12": {"keys": 1, "expires": 0}}
 

@@ -39,7 +39,7 @@ def test_counts_must_match_exactly_unless_a_master_loaded_them():
     redis_snapshot.check_counts(STATS, {"0": {"keys": 9, "expires": 2}, "4": {"keys": 2, "expires": 0}}, "x", loaded=True)
     with pytest.raises(IntegrityError, match="db4 holds 1 keys"):
         redis_snapshot.check_counts(STATS, {"0": {"keys": 10, "expires": 3}, "4": {"keys": 1, "expires": 0}}, "x",
-                            loaded=True)
+                                    loaded=True)
     redis_snapshot.check_counts(dict(STATS, databases=None), {"2": {"keys": 12, "expires": 3}}, "x")
 
 
