@@ -19,14 +19,25 @@ try:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # urllib3's SOCKS DependencyWarning: no proxy is used here
         import docker
-        from docker.errors import DockerException
+        from docker.errors import DockerException, NotFound
         from requests.exceptions import RequestException  # the Docker SDK's HTTP library
     HAS_DOCKER = True
-    TRANSPORT_ERRORS = (DockerException, RequestException)
 except ImportError:
     docker = None
     HAS_DOCKER = False
-    TRANSPORT_ERRORS = ()
+
+    class DockerException(Exception):
+        """Stands in for the SDK's exceptions, so except clauses stay valid without it (require_docker() says
+        how to install it before any call could raise one)."""
+
+    class NotFound(DockerException):
+        pass
+
+    class RequestException(Exception):
+        pass
+
+# Everything a Docker API call can raise: the SDK's own errors and its HTTP library's transport errors.
+TRANSPORT_ERRORS = (DockerException, RequestException)
 
 
 PROBE_API_VERSION = "1.24"  # the oldest the SDK speaks; only used for the unversioned /_ping

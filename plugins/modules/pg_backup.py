@@ -287,8 +287,7 @@ restore_duration:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.keel.ops.plugins.module_utils import _argspecs as specs
-from ansible_collections.keel.ops.plugins.module_utils._backup.config import Reporter
-from ansible_collections.keel.ops.plugins.module_utils._errors import module_failures
+from ansible_collections.keel.ops.plugins.module_utils._backup import lifecycle
 from ansible_collections.keel.ops.plugins.module_utils._postgres import logical, restore
 
 ARGUMENT_SPEC = specs.merged(
@@ -319,11 +318,7 @@ ACTIONS = {"present": logical.backup, "restored": restore.restore, "verified": r
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    reporter = Reporter(check_mode=module.check_mode, warn=module.warn)
-    with module_failures(module, "pg_backup (state=%s)" % module.params["state"]):
-        config = logical.PgBackupConfig.from_params(module.params)
-        result = ACTIONS[module.params["state"]](config, reporter)
-        module.exit_json(**result)
+    lifecycle.run_module(module, "pg_backup", logical.PgBackupConfig, ACTIONS)
 
 
 if __name__ == "__main__":

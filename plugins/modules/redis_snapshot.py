@@ -350,8 +350,7 @@ restore_duration:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.keel.ops.plugins.module_utils import _argspecs as specs
-from ansible_collections.keel.ops.plugins.module_utils._backup.config import Reporter
-from ansible_collections.keel.ops.plugins.module_utils._errors import module_failures
+from ansible_collections.keel.ops.plugins.module_utils._backup import lifecycle
 from ansible_collections.keel.ops.plugins.module_utils._redis import restore, snapshot
 
 ARGUMENT_SPEC = specs.merged(
@@ -378,11 +377,7 @@ def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True,
                            mutually_exclusive=[["stop_command", "systemd_service", "docker_container"]],
                            required_together=[["stop_command", "start_command"]])
-    reporter = Reporter(check_mode=module.check_mode, warn=module.warn)
-    with module_failures(module, "redis_snapshot (state=%s)" % module.params["state"]):
-        config = snapshot.RedisSnapshotConfig.from_params(module.params)
-        result = ACTIONS[module.params["state"]](config, reporter)
-        module.exit_json(**result)
+    lifecycle.run_module(module, "redis_snapshot", snapshot.RedisSnapshotConfig, ACTIONS)
 
 
 if __name__ == "__main__":

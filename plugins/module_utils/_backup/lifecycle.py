@@ -12,7 +12,12 @@ import time
 
 from ansible_collections.keel.ops.plugins.module_utils import _process as process
 
-from ansible_collections.keel.ops.plugins.module_utils._backup.config import VERSION, s3_options, signing_from_params
+from ansible_collections.keel.ops.plugins.module_utils._backup.config import (
+    VERSION,
+    Reporter,
+    s3_options,
+    signing_from_params,
+)
 from ansible_collections.keel.ops.plugins.module_utils._backup.encoding import (
     Encoder,
     open_identities,
@@ -29,7 +34,7 @@ from ansible_collections.keel.ops.plugins.module_utils._backup.retention import 
 )
 from ansible_collections.keel.ops.plugins.module_utils._backup.storage.base import StorageError
 from ansible_collections.keel.ops.plugins.module_utils._backup.storage.url import open_storage
-from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError
+from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, module_failures
 
 
 class BackupRun:
@@ -155,3 +160,11 @@ def open_repository(params, kind, source, reporter=None, storage=None):
     signer, trust = (params["signer"], params["trust"]) if "signer" in params else signing_from_params(params)
     return Repository(storage or open_repository_storage(params), kind, source, signer=signer, trust=trust,
                       warn=reporter.warn if reporter else None)
+
+
+def run_module(module, name, config_class, actions):
+    """The main() of every backup module: its options into a config, the action of its state, one result."""
+    reporter = Reporter(check_mode=module.check_mode, warn=module.warn)
+    with module_failures(module, "%s (state=%s)" % (name, module.params["state"])):
+        config = config_class.from_params(module.params)
+        module.exit_json(**actions[module.params["state"]](config, reporter))

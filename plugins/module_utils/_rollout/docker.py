@@ -25,9 +25,8 @@ import copy
 import json
 import shlex
 import signal
-import warnings
 
-from ansible_collections.keel.ops.plugins.module_utils._docker import open_client
+from ansible_collections.keel.ops.plugins.module_utils._docker import DockerException, NotFound, RequestException, open_client
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, EngineError, first_line
 from ansible_collections.keel.ops.plugins.module_utils._rollout.interfaces import (
     OLD_SUFFIX,
@@ -36,22 +35,6 @@ from ansible_collections.keel.ops.plugins.module_utils._rollout.interfaces impor
     Instance,
     TargetImage,
 )
-
-try:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # urllib3's SOCKS DependencyWarning: no proxy is used here
-        from docker.errors import DockerException, NotFound
-        from requests.exceptions import RequestException  # the Docker SDK's HTTP library
-except ImportError:  # _docker.open_client() says how to install the SDK
-
-    class DockerException(Exception):
-        """Stands in for the SDK's exceptions, so the except clauses below stay valid without it."""
-
-    class NotFound(DockerException):
-        pass
-
-    class RequestException(Exception):
-        pass
 
 
 RECORD_LABEL = "keel.ops.rolling_update.record"
