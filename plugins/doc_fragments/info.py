@@ -19,9 +19,11 @@ options:
     description: Only backups that were (V(true)) or were never (V(false)) verified.
     type: bool
   limit:
-    description: Return at most this many backups.
+    description:
+      - Return at most this many backups, newest first.
+      - V(0) returns none but still reports RV(newest_age_hours) and RV(stale), for freshness checks.
     type: int
   max_age:
-    description: Hours; warn and set RV(stale) when the newest listed backup is older, or there is none.
+    description: Hours; warn and set RV(stale) when the newest matching backup is older, or there is none.
     type: float
 """

@@ -6,6 +6,8 @@ presence checked with a message that says how to install it, TLS options, and th
 with a single /_ping. The rolling update's engine (_rollout/docker.py) and Redis's container hook
 (_redis/hooks.py) both use it; the SDK is imported only by what needs it."""
 
+import contextlib
+import os
 import warnings
 
 from ansible_collections.keel.ops.plugins.module_utils._errors import (
@@ -36,11 +38,22 @@ except ImportError:
     class RequestException(Exception):
         pass
 
-# Everything a Docker API call can raise: the SDK's own errors and its HTTP library's transport errors.
-TRANSPORT_ERRORS = (DockerException, RequestException)
-
+# What a Docker API call can raise (the SDK's own errors and its HTTP library's transport errors, or their stand-ins):
+# the rollout engine catches them by name, the Redis hook through api_errors().
+__all__ = ["DockerException", "NotFound", "RequestException", "HAS_DOCKER", "require_docker", "tls_config",
+           "open_client", "api_errors"]
 
 PROBE_API_VERSION = "1.24"  # the oldest the SDK speaks; only used for the unversioned /_ping
+
+
+@contextlib.contextmanager
+def api_errors(translate):
+    """Docker API calls inside; what they raise (the SDK's errors, its HTTP library's) leaves as translate(error),
+    a KeelError that says what could not be done."""
+    try:
+        yield
+    except (DockerException, RequestException) as error:
+        raise translate(error) from None
 
 
 def require_docker(purpose="the rolling update"):
@@ -57,8 +70,15 @@ def tls_config(ca_cert=None, client_cert=None, client_key=None, validate_certs=T
     if bool(client_cert) != bool(client_key):
         raise ConfigError("client_cert and client_key go together: give both or neither")
     require_docker()
-    return docker.tls.TLSConfig(client_cert=(client_cert, client_key) if client_cert else None,
-                                ca_cert=ca_cert, verify=ca_cert if validate_certs and ca_cert else validate_certs)
+    for option, path in (("ca_cert", ca_cert), ("client_cert", client_cert), ("client_key", client_key)):
+        if path and not os.path.isfile(path):
+            raise ConfigError("%s: %s is not a file on the host that runs the module; give the path of a PEM file "
+                              "there" % (option, path))
+    try:
+        return docker.tls.TLSConfig(client_cert=(client_cert, client_key) if client_cert else None,
+                                    ca_cert=ca_cert, verify=ca_cert if validate_certs and ca_cert else validate_certs)
+    except DockerException as error:
+        raise ConfigError("the TLS options (ca_cert, client_cert, client_key) were refused: %s" % first_line(error))
 
 
 def open_client(docker_host, timeout=60, tls=None, purpose="this task"):
@@ -68,13 +88,15 @@ def open_client(docker_host, timeout=60, tls=None, purpose="this task"):
     require_docker(purpose)
     try:
         ping = docker.DockerClient(base_url=docker_host, version=PROBE_API_VERSION, timeout=timeout, tls=tls or False)
-        response = ping.api.get(ping.api.base_url + "/_ping", timeout=timeout)
-        response.raise_for_status()
-        ping.close()
+        try:
+            response = ping.api.get(ping.api.base_url + "/_ping", timeout=timeout)
+            response.raise_for_status()
+        finally:
+            ping.close()
         headers = response.headers
         client = docker.DockerClient(base_url=docker_host, version=headers.get("Api-Version") or "auto",
                                      timeout=timeout, tls=tls or False)
-    except TRANSPORT_ERRORS as error:
+    except (DockerException, RequestException) as error:
         raise EngineError("cannot reach the container engine at %s: %s; check docker_host and that the "
                           "Docker daemon or 'podman system service' runs there"
                           % (docker_host, first_line(error)))

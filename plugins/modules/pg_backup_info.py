@@ -81,7 +81,7 @@ count:
   returned: always
   type: int
 newest_age_hours:
-  description: Age of the newest listed backup in hours, or null when there is none.
+  description: Age in hours of the newest backup that matches the filters (whatever O(limit)), or null when there is none.
   returned: always
   type: float
 stale:

@@ -94,7 +94,7 @@ count:
   returned: always
   type: int
 newest_age_hours:
-  description: Age of the newest listed snapshot in hours, or null when there is none.
+  description: Age in hours of the newest snapshot that matches the filters (whatever O(limit)), or null when there is none.
   returned: always
   type: float
 stale:

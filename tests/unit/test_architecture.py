@@ -36,7 +36,7 @@ def _stems(folder, ext=".py"):
 def test_every_engine_file_is_in_its_room(package):
     room = _room(_house(), package)
     files = [os.path.relpath(os.path.join(root, name), os.path.join(ENGINE, package))[:-3]
-             for root, _, names in os.walk(os.path.join(ENGINE, package)) for name in names
+             for root, _dirs, names in os.walk(os.path.join(ENGINE, package)) for name in names
              if name.endswith(".py") and name != "__init__.py"]
     missing = sorted(path for path in files if not _named(room, os.path.basename(path)))
     assert missing == [], "docs/architecture.md does not place %s in %s/" % (", ".join(missing), package)

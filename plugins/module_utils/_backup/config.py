@@ -56,11 +56,14 @@ class Reporter:
 
 
 def recipient_texts(params):
-    texts = list(params.get("encryption_recipients") or [])
+    """The recipients given, each with where it came from (for a message that points at the bad one)."""
+    texts = [(text, "encryption_recipients[%d]" % index)
+             for index, text in enumerate(params.get("encryption_recipients") or [])]
     path = params.get("encryption_recipients_file")
     if path:
-        texts += [line.strip() for line in read_text(path, "encryption_recipients_file").splitlines()
-                  if line.strip() and not line.strip().startswith("#")]
+        for number, line in enumerate(read_text(path, "encryption_recipients_file").splitlines(), 1):
+            if line.strip() and not line.strip().startswith("#"):
+                texts.append((line.strip(), "encryption_recipients_file %s line %d" % (path, number)))
     return texts
 
 
@@ -94,8 +97,7 @@ def s3_options(params):
 
 def encryption_from_params(params):
     """(recipients as (text, object) pairs, passphrase or None) from the encryption_* options."""
-    recipients = [(text, encryption.parse_recipient(text, "encryption_recipients[%d]" % index))
-                  for index, text in enumerate(recipient_texts(params))]
+    recipients = [(text, encryption.parse_recipient(text, where)) for text, where in recipient_texts(params)]
     return recipients, read_secret_file(params.get("encryption_passphrase_file"), "encryption_passphrase_file")
 
 

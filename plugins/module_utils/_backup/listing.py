@@ -30,6 +30,9 @@ def _usable_source(name, storage, kind, reporter):
 def describe_repository(params, kind, reporter, noun="backup", wanted=None):
     """The info modules' listing: backups of one kind (one or every source), filtered, newest first, limited,
     plus the age of the newest in hours and whether it is older than max_age (then a warning)."""
+    if (params.get("limit") or 0) < 0:
+        raise ConfigError("limit: %d is negative; give the number of %ss to list (0 lists none but still reports "
+                          "the newest one's age), or leave it out to list all" % (params["limit"], noun))
     storage = open_repository_storage(params)
     since = parse_timestamp(params["since"], "since") if params.get("since") else None
     names = [params["source"]] if params.get("source") else [name for name in storage.list_children(kind)
@@ -37,12 +40,11 @@ def describe_repository(params, kind, reporter, noun="backup", wanted=None):
     found = [backup for name in names for backup in open_repository(params, kind, name, reporter, storage).list()
              if _listed(backup, params, since) and (wanted is None or wanted(backup))]
     found.sort(key=lambda backup: backup.time, reverse=True)
-    if params.get("limit") is not None:
-        found = found[:max(0, params["limit"])]
+    # The age is that of the newest matching backup whatever the limit: limit 0 checks freshness, listing none.
     age = round((utcnow() - found[0].time).total_seconds() / 3600.0, 2) if found else None
     max_age = params.get("max_age")
     stale = max_age is not None and (age is None or age > max_age)
     if stale:
         reporter.warn("no %s in %s matches" % (noun, storage.url) if age is None else
                       "the newest %s (%s) is %.1f hours old, more than max_age %g" % (noun, found[0].id, age, max_age))
-    return found, age, stale
+    return found[:params["limit"]] if params.get("limit") is not None else found, age, stale

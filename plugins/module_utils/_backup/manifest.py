@@ -107,16 +107,27 @@ def _is_int(value):
 def _artifact_ok(artifact):
     return (isinstance(artifact, dict) and isinstance(artifact.get("name"), str) and artifact["name"]
             and "/" not in artifact["name"] and not artifact["name"].startswith(".")
-            and isinstance(artifact.get("kind", ""), str) and _is_int(artifact.get("size"))
+            and isinstance(artifact.get("kind"), str) and artifact["kind"] and _is_int(artifact.get("size"))
             and bool(_SHA256_PATTERN.match(str(artifact.get("sha256")))))
+
+
+def _has_artifact(manifest, *kinds):
+    return any(artifact["kind"] in kinds for artifact in manifest["artifacts"])
+
+
+def _encryption_ok(encryption):
+    return encryption is None or (
+        isinstance(encryption, dict) and isinstance(encryption.get("recipients"), list)
+        and all(isinstance(recipient, str) for recipient in encryption["recipients"])
+        and isinstance(encryption.get("passphrase", False), bool))
 
 
 # What each kind's logic reads from its manifests, beyond what every manifest has.
 _KIND_CHECKS = {
     "postgres": lambda m: isinstance(m.get("statistics"), dict)
-    and m["source"].get("scope") in ("database", "cluster", "globals"),
+    and m["source"].get("scope") in ("database", "cluster", "globals") and _has_artifact(m, "database", "globals"),
     "redis": lambda m: isinstance(m.get("statistics"), dict) and _is_int(m["statistics"].get("rdb_version"))
-    and _is_int(m["statistics"].get("keys")),
+    and _is_int(m["statistics"].get("keys")) and _has_artifact(m, "rdb"),
 }
 
 
@@ -127,12 +138,14 @@ def _manifest_problem(manifest, backup_id, kind):
         return "it lists no artifacts"
     bad = [artifact for artifact in manifest["artifacts"] if not _artifact_ok(artifact)]
     if bad:
-        return "artifact entry %r is malformed (name, size and sha256 are required)" % (bad[0],)
+        return "artifact entry %r is malformed (name, kind, size and sha256 are required)" % (bad[0],)
+    if not [artifact for artifact in manifest["artifacts"] if artifact["kind"] != "key"]:
+        return "it lists only a key, no data"
     compression = manifest.get("compression")
     if not isinstance(compression, dict) or compression.get("algorithm") not in COMPRESSIONS:
         return "its compression %r is not one of %s" % (compression, ", ".join(COMPRESSIONS))
-    if manifest.get("encryption") is not None and not isinstance(manifest["encryption"], dict):
-        return "its encryption entry is malformed"
+    if not _encryption_ok(manifest.get("encryption")):
+        return "its encryption entry is malformed (recipients, a list of strings, is required)"
     if not isinstance(manifest.get("source"), dict) or not _KIND_CHECKS.get(kind, lambda m: True)(manifest):
         return "the source or statistics a %s backup records are missing or malformed" % kind
     return None

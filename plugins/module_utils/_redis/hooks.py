@@ -64,33 +64,34 @@ class DockerHook:
 
     def __init__(self, name, docker_host):
         # Imported here: the Docker SDK costs a tenth of a second to import, and only this hook needs it.
-        from ansible_collections.keel.ops.plugins.module_utils._docker import TRANSPORT_ERRORS, open_client
+        from ansible_collections.keel.ops.plugins.module_utils._docker import api_errors, open_client
 
-        self.errors = TRANSPORT_ERRORS
+        self._api_errors = api_errors
         self.name = name
         try:
-            self.client, _podman = open_client(docker_host or os.environ.get("DOCKER_HOST")
-                                               or "unix:///var/run/docker.sock", timeout=120,
-                                               purpose="docker_container")
-            self.container = self.client.containers.get(name)
+            with api_errors(self._unreachable):
+                self.client, _podman = open_client(docker_host or os.environ.get("DOCKER_HOST")
+                                                   or "unix:///var/run/docker.sock", timeout=120,
+                                                   purpose="docker_container")
+                self.container = self.client.containers.get(name)
         except EngineError as error:
             raise RedisError("cannot reach the Docker API for container %s: %s" % (name, error))
-        except self.errors as error:
-            if getattr(error, "status_code", None) == 404:
-                raise ConfigError("docker_container: no container named %s" % name)
-            raise RedisError("cannot reach the Docker API for container %s: %s" % (name, first_line(error)))
+
+    def _unreachable(self, error):
+        if getattr(error, "status_code", None) == 404:
+            return ConfigError("docker_container: no container named %s" % self.name)
+        return RedisError("cannot reach the Docker API for container %s: %s" % (self.name, first_line(error)))
 
     def describe(self):
         return "container %s" % self.name
 
     def run(self, action, _workdir, timeout):
-        try:
+        with self._api_errors(lambda error: RedisError("could not %s container %s: %s"
+                                                       % (action, self.name, first_line(error)))):
             if action == "stop":
                 self.container.stop(timeout=int(timeout))
             else:
                 self.container.start()
-        except self.errors as error:
-            raise RedisError("could not %s container %s: %s" % (action, self.name, first_line(error)))
 
     def host_path(self, path):
         """Where a path inside the container lives on this host (the longest mount that holds it). The path is

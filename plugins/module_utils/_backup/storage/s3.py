@@ -25,7 +25,7 @@ from ansible_collections.keel.ops.plugins.module_utils._backup.storage.base impo
 from ansible_collections.keel.ops.plugins.module_utils._backup.storage.local import whoami
 from ansible_collections.keel.ops.plugins.module_utils._backup.storage.lock import check_lock_args
 from ansible_collections.keel.ops.plugins.module_utils._backup.storage.s3_lock import S3Lock
-from ansible_collections.keel.ops.plugins.module_utils._backup.storage.url import printable_endpoint
+from ansible_collections.keel.ops.plugins.module_utils._backup.storage.url import endpoint_secrets, printable_endpoint
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, DependencyError
 
 try:
@@ -104,6 +104,7 @@ class S3Storage(Storage):
         self.part_size = options["part_size"]
         self.endpoint = printable_endpoint(options)
         self._secrets = [options[name] for name in ("access_key", "secret_key", "session_token") if options[name]]
+        self._secrets += endpoint_secrets(options)
         self._object_args = {}
         if options["storage_class"]:
             self._object_args["StorageClass"] = options["storage_class"]

@@ -170,6 +170,16 @@ def _check_region(region):
                           "(S3-compatible servers usually accept us-east-1)" % region)
 
 
+def endpoint_secrets(options):
+    """The credentials an endpoint_url carries in its userinfo (as written and decoded): botocore quotes the URL in
+    some of its errors, so these are masked like the keys. A user name alone is no secret, and masking a short one
+    would garble the rest of the message."""
+    userinfo = urlsplit(options["endpoint_url"] or "").netloc.rpartition("@")[0]
+    password = userinfo.partition(":")[2]
+    return sorted({text for text in (userinfo if password else "", password, unquote(password)) if text},
+                  key=len, reverse=True)
+
+
 def printable_endpoint(options):
     endpoint = options["endpoint_url"]
     if not endpoint:

@@ -50,7 +50,7 @@ def make_backup(repo, data=b"dump bytes", backup_id=None, **extra):
     with repo.artifact_writer(backup_id, "db.dump") as writer:
         writer.write(data)
         writer.commit()
-    artifact = {"name": "db.dump", "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    artifact = {"name": "db.dump", "kind": "database", "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
     manifest = dict(id=backup_id, kind=repo.kind, artifacts=[artifact],
                     compression={"algorithm": "none"}, encryption=None, source={"scope": "database"},
                     statistics={}, **extra)
