@@ -9,7 +9,7 @@ another) with repl-diskless-sync-delay 0 and otherwise the binary's defaults, fi
             redis-cli --rdb (reference; same server settings as keel's replication method)
             keel, bgsave method, compression none       target: <= 1.10x BGSAVE + copy
             keel, replication method, compression none  target: <= 1.10x redis-cli --rdb
-            keel, each method with the defaults (zstd level 3), for information
+            keel, each method with the defaults (zstd level 1), for information
   restore   stop, copy the RDB in, start and load (reference)
             keel, file method (stop hook, place the RDB, start, load, compare key counts)
             keel, keys method (DUMP/RESTORE into an empty running server)
@@ -322,8 +322,8 @@ LABELS = [  # key, operation, tool
     ("ref_cli_rdb", "snapshot", "redis-cli --rdb (reference)"),
     ("keel_bgsave_none", "snapshot", "keel bgsave, compression none"),
     ("keel_replication_none", "snapshot", "keel replication, compression none"),
-    ("keel_bgsave_zstd", "snapshot", "keel bgsave, zstd -3 (default)"),
-    ("keel_replication_zstd", "snapshot", "keel replication, zstd -3 (default)"),
+    ("keel_bgsave_zstd", "snapshot", "keel bgsave, zstd -1 (default)"),
+    ("keel_replication_zstd", "snapshot", "keel replication, zstd -1 (default)"),
     ("ref_restore_file", "restore", "stop, copy RDB in, start, load (reference)"),
     ("keel_restore_file", "restore", "keel file method"),
     ("keel_restore_keys", "restore", "keel keys method (DUMP/RESTORE)"),
