@@ -6,11 +6,12 @@ wide pipes, private work directories, and fsync of a directory after a rename.""
 
 import errno
 import fcntl
+import functools
 import os
 import subprocess
 import tempfile
 
-from ansible_collections.keel.ops.plugins.module_utils._errors import KeelError
+from ansible_collections.keel.ops.plugins.module_utils._errors import KeelError, first_line
 
 
 STDERR_TAIL = 2000
@@ -77,3 +78,24 @@ def fsync_dir(path):
             raise
     finally:
         os.close(fd)
+
+
+def os_reason(error):
+    """What an OSError says, with the path it names: "Permission denied: /var/lib/redis/dump.rdb"."""
+    if isinstance(error, OSError) and error.strerror:
+        return "%s: %s" % (error.strerror, error.filename) if error.filename else error.strerror
+    return first_line(error)
+
+
+def failures_reported(what, advice):
+    """Last line of defence for a public engine function: an OSError or UnicodeDecodeError that nothing more
+    precise caught becomes a KeelError naming the task, the system's reason and the path, and what to do."""
+    def wrap(function):
+        @functools.wraps(function)
+        def run(*args):
+            try:
+                return function(*args)
+            except (OSError, UnicodeDecodeError) as error:
+                raise KeelError("%s failed: %s; %s" % (what, os_reason(error), advice))
+        return run
+    return wrap

@@ -26,7 +26,7 @@ def files(tmp_path_factory):
         with open(paths[name], "wb") as handle:
             handle.write(data)
     repo = root / "repo"
-    for kind, source in (("postgres", "db1"), ("redis", "cache1")):
+    for kind, source in (("postgres", "db1"), ("redis", "cache1"), ("files", "app1")):
         for backup_id, manifest in (("20261101T000000000Z-aaaaaa", b"\x00\xff garbage"),
                                     ("20261102T000000000Z-bbbbbb", b'{"id": "20261102T000000000Z-bbbbbb"}'),
                                     ("20261103T000000000Z-cccccc", b"[1, 2, 3]")):
@@ -85,6 +85,22 @@ def redis_cases(files, port):
     ]
 
 
+def file_cases(files):
+    repo = dict(repository=files["repo"])
+    return [
+        ("file_backup", dict(repo, paths=["relative/dir"]), "is not an absolute path"),
+        ("file_backup", dict(repo, paths=["/srv/app", "/srv/app/data"]), "is inside /srv/app"),
+        ("file_backup", dict(repo, paths=["/"]), "the whole system"),
+        ("file_backup", dict(repo, paths=["/nonexistent/keel-path"]), "cannot read /nonexistent/keel-path"),
+        ("file_backup", dict(repo, source="app1", state="restored", target="relative"), "target must be an absolute"),
+        ("file_backup", dict(repo, source="app1", state="restored"), "no complete backup"),
+        ("file_backup", dict(repo, source="app1", state="verified"), "no complete backup"),
+        ("file_backup", dict(repo, paths=["/srv"], sqlite_timeout=0), "sqlite_timeout must be"),
+        ("file_backup", dict(repo, state="verified"), "one of the following is required: paths, source"),
+        ("file_backup_info", {"repository": files["repo"], "limit": -1}, "limit: -1 is negative"),
+    ]
+
+
 def other_cases(port):
     return [
         ("health_probe", {"checks": "not a list"}, "dictionary requested"),
@@ -103,13 +119,14 @@ def other_cases(port):
 
 
 CASES = [case[:1] + case[2:] for case in pg_cases({"repo": "", "binary.key": "", "text.key": ""}, 0)
-         + redis_cases({"repo": ""}, 0) + other_cases(0)]  # (module, expected) for the test ids
+         + redis_cases({"repo": ""}, 0) + file_cases({"repo": ""}) + other_cases(0)]  # (module, expected) for the test ids
 
 
 @pytest.mark.parametrize("index", range(len(CASES)), ids=["%s-%d" % (case[0], i) for i, case in enumerate(CASES)])
 def test_malformed_input_gets_a_precise_failure_never_a_traceback(files, index):
     port = closed_port()
-    name, args, expected = (pg_cases(files, port) + redis_cases(files, port) + other_cases(port))[index]
+    name, args, expected = (pg_cases(files, port) + redis_cases(files, port) + file_cases(files)
+                            + other_cases(port))[index]
     run = run_module(name, args, timeout=120)
     described = "%s %s" % (name, json.dumps(args, default=str))
     assert run.get("failed") is True, "%s did not fail: %s" % (described, run)
@@ -119,7 +136,7 @@ def test_malformed_input_gets_a_precise_failure_never_a_traceback(files, index):
 
 
 def test_listing_a_repository_of_garbage_skips_it_with_warnings(files):
-    for name in ("pg_backup_info", "redis_snapshot_info"):
+    for name in ("pg_backup_info", "redis_snapshot_info", "file_backup_info"):
         run = run_module(name, {"repository": files["repo"]})
         assert run.returncode == 0 and run["count"] == 0, run.get("msg")
         warnings = json.dumps(run.get("warnings"))

@@ -9,11 +9,14 @@ import os
 import tarfile
 import threading
 
-from ansible_collections.keel.ops.plugins.module_utils._errors import IntegrityError
+from ansible_collections.keel.ops.plugins.module_utils._errors import IntegrityError, KeelError
 
 
-class _PipeThread:
-    """A pipe with a thread on the far end; close() joins it and re-raises what it failed with."""
+class PipeThread:
+    """A pipe with a thread on the far end; close() joins it and re-raises what it failed with (a KeelError as
+    it is, anything else as an IntegrityError naming `what`)."""
+
+    what = "directory stream"
 
     def __init__(self, work, *args):
         read_fd, write_fd = os.pipe()
@@ -33,26 +36,54 @@ class _PipeThread:
         mine.close()  # an early close makes the far end fail fast instead of blocking forever
         self._thread.join()
         theirs.close()
+        self._raise()
+
+    def _raise(self):
+        if isinstance(self.error, KeelError):
+            raise self.error
         if self.error is not None:
-            raise IntegrityError("directory stream failed: %s" % self.error)
+            raise IntegrityError("%s failed: %s" % (self.what, self.error))
 
 
-class DirectoryReader(_PipeThread):
+class PipeReader(PipeThread):
+    """Read what the thread writes into the pipe. The end of the stream is only reported once the thread ended
+    well, so a stream cut short by a failure is never taken for a whole one."""
+
+    def read(self, size=-1):
+        data = self._read.read(size)
+        if not data:
+            self._thread.join()
+            self._raise()
+        return data
+
+    def close(self):
+        self._finish(self._read, self._write)
+
+
+class PipeWriter(PipeThread):
+    """Write what the thread reads from the pipe."""
+
+    def write(self, data):
+        self._write.write(data)
+        return len(data)
+
+    def flush(self):
+        pass
+
+    def close(self):
+        self._finish(self._write, self._read)
+
+
+class DirectoryReader(PipeReader):
     """A directory read as a tar stream (pg_dump's directory format, stored as one artifact)."""
 
     def __init__(self, directory):
-        _PipeThread.__init__(self, self._produce, directory)
+        PipeReader.__init__(self, self._produce, directory)
 
     def _produce(self, directory):
         with self._write as out:
             with tarfile.open(fileobj=out, mode="w|") as archive:
                 archive.add(directory, arcname=".")
-
-    def read(self, size=-1):
-        return self._read.read(size)
-
-    def close(self):
-        self._finish(self._read, self._write)
 
 
 def _extract_as_data(archive, member, directory):
@@ -67,11 +98,11 @@ def _extract_as_data(archive, member, directory):
     archive.extract(member, directory, set_attrs=False)
 
 
-class DirectoryWriter(_PipeThread):
+class DirectoryWriter(PipeWriter):
     """A tar stream written out as files under a directory (the way back for DirectoryReader)."""
 
     def __init__(self, directory):
-        _PipeThread.__init__(self, self._consume, directory)
+        PipeWriter.__init__(self, self._consume, directory)
 
     def _consume(self, directory):
         with self._read as source:
@@ -81,13 +112,3 @@ class DirectoryWriter(_PipeThread):
                     if not (member.isfile() or member.isdir()) or member.name.startswith("/") or ".." in parts:
                         raise IntegrityError("unexpected entry %r in a directory artifact" % member.name)
                     _extract_as_data(archive, member, directory)
-
-    def write(self, data):
-        self._write.write(data)
-        return len(data)
-
-    def flush(self):
-        pass
-
-    def close(self):
-        self._finish(self._write, self._read)

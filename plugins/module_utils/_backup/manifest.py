@@ -128,6 +128,9 @@ _KIND_CHECKS = {
     and m["source"].get("scope") in ("database", "cluster", "globals") and _has_artifact(m, "database", "globals"),
     "redis": lambda m: isinstance(m.get("statistics"), dict) and _is_int(m["statistics"].get("rdb_version"))
     and _is_int(m["statistics"].get("keys")) and _has_artifact(m, "rdb"),
+    "files": lambda m: isinstance(m.get("statistics"), dict) and _is_int(m["statistics"].get("files"))
+    and isinstance(m["source"].get("paths"), list) and all(isinstance(p, str) for p in m["source"]["paths"])
+    and _has_artifact(m, "files") and _has_artifact(m, "index"),
 }
 
 

@@ -9,17 +9,11 @@ import contextlib
 import socket
 
 from ansible_collections.keel.ops.plugins.module_utils._errors import RedisError, first_line
+from ansible_collections.keel.ops.plugins.module_utils._process import os_reason
 
 
 CHUNK = 1024 * 1024
 POLL = 0.01
-
-
-def os_reason(error):
-    """What an OSError says, with the path it names: "Permission denied: /var/lib/redis/dump.rdb"."""
-    if isinstance(error, OSError) and error.strerror:
-        return "%s: %s" % (error.strerror, error.filename) if error.filename else error.strerror
-    return first_line(error)
 
 
 @contextlib.contextmanager

@@ -9,7 +9,6 @@ Each public function takes a RedisSnapshotConfig and a Reporter and returns the 
 snapshot stores an RDB read from this host's disk only once it is proven to be the server's (DiskRdb).
 """
 
-import functools
 import os
 import posixpath
 import re
@@ -24,6 +23,7 @@ from ansible_collections.keel.ops.plugins.module_utils._redis import replication
 from ansible_collections.keel.ops.plugins.module_utils._redis import resp as redis_resp
 from ansible_collections.keel.ops.plugins.module_utils._redis import server as redis_server
 
+from ansible_collections.keel.ops.plugins.module_utils import _process as process
 from ansible_collections.keel.ops.plugins.module_utils._backup import encoding, lifecycle, listing
 from ansible_collections.keel.ops.plugins.module_utils._backup.config import VERSION, BackupConfig
 from ansible_collections.keel.ops.plugins.module_utils._backup.manifest import isoformat, utcnow
@@ -36,18 +36,8 @@ ARTIFACT_STEM = "dump.rdb"
 
 
 def failures_reported(what):
-    """Last line of defence for a public function: an OSError or UnicodeDecodeError that nothing more precise
-    caught becomes a KeelError naming the task, the system's reason and the path."""
-    def wrap(function):
-        @functools.wraps(function)
-        def run(*args):
-            try:
-                return function(*args)
-            except (OSError, UnicodeDecodeError) as error:
-                raise KeelError("%s failed: %s; check that path (permissions, free space), or run the module as root "
-                                "or the redis user (become: true)" % (what, redis_resp.os_reason(error)))
-        return run
-    return wrap
+    return process.failures_reported(what, "check that path (permissions, free space), or run the module as root "
+                                           "or the redis user (become: true)")
 
 
 class RedisSnapshotConfig(BackupConfig):
