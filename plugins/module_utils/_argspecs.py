@@ -25,6 +25,10 @@ REPOSITORY = dict(
     trusted_signing_keys=dict(type="list", elements="str", no_log=False),
 )
 
+# A second repository (backup_copy's destination): the repository's storage options, each prefixed with to_.
+DESTINATION = dict([("to_repository", dict(type="str", required=True))]
+                   + [("to_" + name, dict(spec)) for name, spec in REPOSITORY.items() if name.startswith("s3_")])
+
 POSTGRES = dict(
     login_host=dict(type="str"),
     login_port=dict(type="int", default=5432),

@@ -98,6 +98,11 @@ def file_cases(files):
         ("file_backup", dict(repo, paths=["/srv"], sqlite_timeout=0), "sqlite_timeout must be"),
         ("file_backup", dict(repo, state="verified"), "one of the following is required: paths, source"),
         ("file_backup_info", {"repository": files["repo"], "limit": -1}, "limit: -1 is negative"),
+        ("backup_copy", dict(repo, kind="files", to_repository="relative"), "is relative"),
+        ("backup_copy", dict(repo, kind="files", source="app1", to_repository="/tmp/keel-never"), "no complete backup"),
+        ("backup_copy", dict(repo, kind="files", to_repository="s3://bucket/x", to_s3_region="no such region"),
+         "is not a region name"),
+        ("backup_location_info", {"repository": "ftp://example/x"}, "unsupported scheme ftp://"),
     ]
 
 

@@ -96,7 +96,7 @@ def run_backup(run, take):
     workdir = process.workdir()
     try:
         with repo.lock(config.lock_timeout) as lock:
-            run.cleaned = _clean_up(repo, lock, reporter)
+            run.cleaned = clean_up(repo, lock, reporter)
             try:
                 run.begin(workdir)
                 manifest = take(run)
@@ -136,12 +136,12 @@ def prune(repo, config, reporter):
     if reporter.check_mode:
         return apply_retention(repo, config, reporter), []
     with repo.lock(config.lock_timeout) as lock:
-        cleaned = _clean_up(repo, lock, reporter)
+        cleaned = clean_up(repo, lock, reporter)
         lock.check()
         return apply_retention(repo, config, reporter), cleaned
 
 
-def _clean_up(repo, lock, reporter):
+def clean_up(repo, lock, reporter):
     for warning in lock.warnings:
         reporter.warn(warning)
     cleaned, left = repo.cleanup(lock.settle)
@@ -165,6 +165,8 @@ def open_repository(params, kind, source, reporter=None, storage=None):
 def run_module(module, name, config_class, actions):
     """The main() of every backup module: its options into a config, the action of its state, one result."""
     reporter = Reporter(check_mode=module.check_mode, warn=module.warn)
-    with module_failures(module, "%s (state=%s)" % (name, module.params["state"])):
+    state = module.params.get("state")
+    with module_failures(module, "%s (state=%s)" % (name, state) if state else name):
+        state = state or "present"  # a module with one action has no state option
         config = config_class.from_params(module.params)
-        module.exit_json(**actions[module.params["state"]](config, reporter))
+        module.exit_json(**actions[state](config, reporter))
