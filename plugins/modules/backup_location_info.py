@@ -94,6 +94,9 @@ sources:
     newest_age_hours:
       description: Its age in hours, or null.
       type: float
+    newest_epoch:
+      description: When it was taken, in seconds since the epoch (for metrics), or null.
+      type: int
     last_verified:
       description: When the newest was last verified, or null.
       type: str

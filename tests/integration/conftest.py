@@ -187,6 +187,11 @@ def s3(_stack_session):
 
 
 @pytest.fixture(scope="session")
+def smtp(_stack_session):
+    return _service(_stack_session, "smtp")
+
+
+@pytest.fixture(scope="session")
 def containers(_stack_session):
     return _service(_stack_session, "containers")
 

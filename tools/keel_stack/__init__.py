@@ -1,7 +1,7 @@
 """The embedded services that `make demo` and the tests use, each on a free 127.0.0.1 port, all of their files
 under one state directory (default ``<repo>/.stack``; ``KEEL_STACK_DIR`` or ``--state-dir`` override it).
 
-    .venv/bin/python tools/stack.py start [--services postgres,redis,s3,containers] [--fleet N]
+    .venv/bin/python tools/stack.py start [--services postgres,redis,s3,smtp,containers] [--fleet N]
     .venv/bin/python tools/stack.py status [--json]
     .venv/bin/python tools/stack.py stop
     .venv/bin/python tools/stack.py stop-service redis
@@ -13,7 +13,7 @@ unless CI=true or ``--require containers``. ``status`` exits 1 when a recorded s
 
 Importable too (with tools/ on sys.path): ``keel_stack.Stack(state_dir).start()`` returns the same facts dict
 as stack.json. One file per service (postgres, redis, s3, containers, haproxy), the app image, the Stack, and
-the CLI. Environment: KEEL_STACK_DIR, KEEL_PG_BIN_DIR (a system PostgreSQL bin dir), KEEL_REDIS_SERVER
+the CLI; smtp is a mail server (aiosmtpd, STARTTLS and AUTH required) whose spool tests read. Environment: KEEL_STACK_DIR, KEEL_PG_BIN_DIR (a system PostgreSQL bin dir), KEEL_REDIS_SERVER
 (another redis-server), CI.
 """
 

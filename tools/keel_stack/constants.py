@@ -12,7 +12,7 @@ REPO_ROOT = TOOLS_DIR.parent
 APP_IMAGE_DIR = TOOLS_DIR / "app_image"
 DEFAULT_STATE_DIR = REPO_ROOT / ".stack"
 LOOPBACK = "127.0.0.1"
-ALL_SERVICES = ("postgres", "redis", "s3", "containers")
+ALL_SERVICES = ("postgres", "redis", "s3", "smtp", "containers")
 SERVICE_NAMES = ALL_SERVICES + ("haproxy",)
 PG_USER = "keel"
 PG_DATABASE = "keel"
@@ -40,6 +40,7 @@ SYSTEM_TOOLS = {
     "/usr/lib/postgresql/15/bin/pg_dump": "postgresql-15",
     "/usr/bin/redis-server": "redis-server",
     "/usr/bin/redis-check-rdb": "redis-server",
+    "/usr/lib/python3/dist-packages/aiosmtpd": "python3-aiosmtpd",  # the mail server, run by Debian's python3
 }
 
 

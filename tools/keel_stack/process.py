@@ -102,6 +102,9 @@ def log_tail(log: Path | None, lines: int = LOG_TAIL_LINES) -> str:
 
 
 def find_tool(name: str) -> str | None:
+    """A program on PATH, or an absolute path (a program, or a library directory) that exists."""
+    if os.path.isabs(name):
+        return name if os.path.exists(name) else None
     # sbin directories are often missing from PATH for non-login shells.
     return shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]))
 

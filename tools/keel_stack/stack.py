@@ -19,9 +19,10 @@ from .postgres import Postgres
 from .process import StackError, write_private
 from .redis import Redis
 from .s3 import S3
+from .smtp import Smtp
 
 
-SERVICE_CLASSES = {cls.name: cls for cls in (Postgres, Redis, S3, Containers, HAProxy)}
+SERVICE_CLASSES = {cls.name: cls for cls in (Postgres, Redis, S3, Smtp, Containers, HAProxy)}
 
 
 def parse_services(services) -> list:

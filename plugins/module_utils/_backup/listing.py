@@ -5,6 +5,8 @@
 and verification, newest first, and whether the newest is older than max_age; and the health of a backup
 location (reachable, newest backup and its age per source)."""
 
+import calendar
+
 from ansible_collections.keel.ops.plugins.module_utils._backup.lifecycle import open_repository, open_repository_storage
 from ansible_collections.keel.ops.plugins.module_utils._backup.manifest import (
     BACKUP_KINDS,
@@ -87,5 +89,6 @@ def _source_health(repo, kind, max_age):
     age = round((utcnow() - newest.time).total_seconds() / 3600.0, 2) if newest else None
     return {"kind": kind, "source": repo.source, "count": len(backups), "size": sum(b.size for b in backups),
             "newest": newest.id if newest else None, "newest_time": newest.summary()["time"] if newest else None,
-            "newest_age_hours": age, "last_verified": newest.summary().get("last_verified") if newest else None,
+            "newest_age_hours": age, "newest_epoch": int(calendar.timegm(newest.time.utctimetuple())) if newest else None,
+            "last_verified": newest.summary().get("last_verified") if newest else None,
             "stale": max_age is not None and (age is None or age > max_age)}
