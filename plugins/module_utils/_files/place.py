@@ -5,7 +5,7 @@
 
 Every member is written beside its destination under a temporary name, checked (its sha256 against the index, a
 SQLite database by integrity_check), given its attributes, and renamed into place; what it replaces is renamed
-aside first and deleted only once every member is in place. A journal records each step before it is taken, so
+aside first and deleted only once every member is in place and synced to disk. A journal records each step before it is taken, so
 a failure rolls everything back, and a run that finds the journal of one killed mid-way rolls that back first
 (or, when it had already committed, finishes deleting what it had put aside).
 
@@ -13,7 +13,6 @@ Names come from a repository: data, never paths to trust. A member must be a pla
 the backup's own paths, and the directory it lands in must resolve inside the root (no symbolic link, planted
 by the archive or found on disk, leads it elsewhere)."""
 
-import errno
 import fcntl
 import grp
 import hashlib
@@ -212,6 +211,7 @@ class Placement:
         self._real_root = os.path.realpath(self.root)
         self._dirs, self._synced = [], set()
         self._count = 0
+        self._proven = set()  # (directory, top) already resolved inside their bounds; forgotten when a link is made
         self.counts = {"created": 0, "replaced": 0, "unchanged": 0, "attributes": 0}
 
     def dest(self, name):
@@ -222,12 +222,15 @@ class Placement:
         top, inside that top."""
         parent = os.path.dirname(self.dest(name))
         top = next(top for top in self.tops if name == top or name.startswith(top + "/"))
+        if (parent, top) in self._proven:
+            return parent
         bound = os.path.realpath(self.dest(top)) if name != top else self._real_root
         self._make_dirs(parent)
         real = os.path.realpath(parent)
         if not _inside(real, bound) or not _inside(real, self._real_root):
             raise IntegrityError("restoring %s would write into %s, outside %s (a symbolic link on the way); nothing "
                                  "was written there" % (name, real, bound))
+        self._proven.add((parent, top))
         return parent
 
     def _make_dirs(self, path):
@@ -289,7 +292,6 @@ class Placement:
             out.flush()
             _check_digest(digest.hexdigest(), record)
             self._attributes(out.fileno(), record)
-            os.fsync(out.fileno())
         if record.get("sqlite"):
             sqlite.integrity_check(temp, "the restored SQLite database %s" % dest)
         self._swap(temp, dest, sidecars=record.get("sqlite"))
@@ -302,6 +304,7 @@ class Placement:
             return
         temp = self._temp(parent, "new")
         self.journal.add({"step": "temp", "path": temp})
+        self._proven.clear()  # a directory proven before may now be reached through this link
         os.symlink(record["link"], temp)
         self._link_attributes(temp, record)
         self._swap(temp, dest)
@@ -381,12 +384,9 @@ class Placement:
                     os.close(fd)
             else:
                 os.utime(dest, (record["mtime"], record["mtime"]), follow_symlinks=False)
-        for directory in sorted(self._synced | set(d for d, _r in self._dirs)):
-            try:
-                process.fsync_dir(directory)
-            except OSError as error:
-                if error.errno not in (errno.EACCES, errno.EPERM):
-                    raise
+        # Files, renames and directories are made durable together before the commit (20,000 fsyncs took 9 s of a
+        # 26 s restore); until then the journal can still put back what was set aside.
+        process.sync_filesystems(sorted(self._synced | set(d for d, _r in self._dirs)))
         self.journal.commit()
         finish(self.journal.steps)
 

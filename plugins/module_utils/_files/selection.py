@@ -6,7 +6,9 @@ and exclude globs, with secrets (.env, private keys...) left out unless they are
 devices reported instead of stored."""
 
 import fnmatch
+import functools
 import os
+import re
 import stat
 
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError
@@ -49,16 +51,22 @@ def check_paths(paths):
     return names
 
 
+@functools.lru_cache(maxsize=64)
+def _compiled(patterns):
+    """(regex for names, regex for relative paths, regex for absolute paths) of a tuple of globs; None when a kind
+    has no glob. One regex per kind instead of a glob call per pattern per file."""
+    def one(globs):
+        return re.compile("|".join("(?:%s)" % fnmatch.translate(glob) for glob in globs)) if globs else None
+    return (one([p for p in patterns if "/" not in p]), one([p.lstrip("/") for p in patterns if "/" in p]),
+            one([p for p in patterns if "/" in p]))
+
+
 def _matches(patterns, name, relative):
     """A pattern without '/' matches a name at any depth; one with '/' matches the path below the set's root (or the
     absolute path when it starts with '/'). '*' matches across '/'."""
-    for pattern in patterns:
-        if "/" not in pattern:
-            if fnmatch.fnmatchcase(name, pattern):
-                return True
-        elif fnmatch.fnmatchcase(relative, pattern.lstrip("/")) or fnmatch.fnmatchcase("/" + relative, pattern):
-            return True
-    return False
+    names, relatives, absolutes = _compiled(tuple(patterns))
+    return bool((names and names.match(name)) or (relatives and relatives.match(relative))
+                or (absolutes and absolutes.match("/" + relative)))
 
 
 class Entry:

@@ -20,10 +20,13 @@ def _uri(path, **flags):
 
 def snapshot(path, copy, timeout):
     """Copy the database at `path` into the new file `copy` in one step of the online backup API: a read
-    transaction on the source, so the copy is one consistent state of it, including what its WAL holds. The
-    source is opened read-only, so no -wal or -shm file is created beside it (owned by the wrong user)."""
+    transaction on the source, so the copy is one consistent state of it, including what its WAL holds.
+
+    The source is opened as any of its readers opens it (read-write, never creating it: mode=rw), not read-only: a
+    read-only connection to a WAL database leaves -wal and -shm files behind it, which a read-write one, the last
+    to close, removes as SQLite always does. This connection writes nothing of its own."""
     try:
-        source = sqlite3.connect(_uri(path, mode="ro"), uri=True, timeout=timeout)
+        source = sqlite3.connect(_uri(path, mode="rw"), uri=True, timeout=timeout)
     except sqlite3.Error as error:
         raise KeelError("cannot open the SQLite database %s: %s" % (path, error))
     try:

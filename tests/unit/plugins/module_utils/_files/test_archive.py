@@ -48,7 +48,8 @@ def test_a_file_that_shrank_or_grew_while_read_is_stored_at_its_header_size_and_
 
 @pytest.mark.parametrize("line", [
     "not json", "[1]", json.dumps({"name": "a", "type": "fifo", "mode": 0}),
-    json.dumps({"name": "a", "type": "file", "mode": 420}),  # a file without its sha256 and size
+    json.dumps({"name": "a", "type": "file", "mode": 420, "uid": 0, "gid": 0, "mtime": 1}),  # no sha256, no size
+    json.dumps({"name": "a", "type": "directory", "mode": 493, "uid": "root", "gid": 0, "mtime": 1}),
     json.dumps({"name": 5, "type": "directory", "mode": 493}),
 ])
 def test_an_index_line_keel_did_not_write_is_refused(line):
@@ -56,12 +57,14 @@ def test_an_index_line_keel_did_not_write_is_refused(line):
         archive.read_index([line])
 
 
-def test_lines_are_collected_across_writes():
-    lines = archive.LineCollector()
-    for part in (b'{"a"', b': 1}\n{"b": 2', b"}\n", b'{"c": 3}'):
-        lines.write(part)
-    lines.close()
-    assert [json.loads(line) for line in lines.lines] == [{"a": 1}, {"b": 2}, {"c": 3}]
+def test_index_lines_are_parsed_across_writes():
+    line = json.dumps({"name": "a/b", "type": "directory", "mode": 493, "uid": 0, "gid": 0, "mtime": 1}).encode()
+    collector = archive.IndexCollector()
+    for part in (line[:5], line[5:] + b"\n" + line[:3].replace(b"a/b", b"a/c"), line[3:].replace(b"a/b", b"a/c")):
+        collector.write(part)
+    collector.close()
+    assert sorted(collector.records) == ["a/b", "a/c"] and collector.records["a/b"]["mode"] == 493
+    assert collector.records["a/b"].get("link") is None and collector.records["a/b"].get("sqlite", False) is False
 
 
 def test_a_handler_failure_reaches_the_writer_of_the_stream():

@@ -32,6 +32,14 @@ def test_a_copy_holds_what_only_the_wal_holds_and_creates_nothing_beside_the_sou
     assert sqlite3.connect(copy).execute("SELECT count(*) FROM t").fetchone()[0] == 100
 
 
+def test_a_copy_of_a_closed_wal_database_leaves_no_wal_or_shm_behind(tmp_path):
+    source = str(tmp_path / "idle.db")
+    _database(source).close()  # the last connection closed: SQLite removed its -wal and -shm
+    assert sorted(os.listdir(str(tmp_path))) == ["idle.db"]
+    sqlite.snapshot(source, str(tmp_path / "copy"), timeout=5)
+    assert sorted(os.listdir(str(tmp_path))) == ["copy", "idle.db"]
+
+
 def test_a_missing_database_is_named(tmp_path):
     with pytest.raises(KeelError, match="cannot open the SQLite database"):
         sqlite.snapshot(str(tmp_path / "absent.db"), str(tmp_path / "copy"), timeout=1)
