@@ -88,7 +88,7 @@ class TextPool:
             else:
                 line = '{"id": %d, "event": "%s.%s", "user": "%s", "note": "%s"}\n' % (
                     number, word, rng.choice(("created", "updated", "deleted")), user,
-                    " ".join(rng.choice(WORDS) for _ in range(rng.randrange(3, 12))))
+                    " ".join(rng.choice(WORDS) for _word in range(rng.randrange(3, 12))))
             lines.append(line)
             total += len(line)
         self.data = "".join(lines).encode("ascii")
@@ -108,12 +108,13 @@ def plan_tree(size_mb, rng):
     for n in range(max(200, round(SMALL_FILES * scale))):
         size = round(math.exp(rng.uniform(math.log(KIB), math.log(64 * KIB))))  # most files are the smallest
         if n % 2:
-            name = "content/%s/topic-%d/doc-%05d%s" % (rng.choice(SECTIONS), rng.randrange(6), n,
-                                                      rng.choice((".md", ".json", ".html", ".txt")))
+            extension = rng.choice((".md", ".json", ".html", ".txt"))
+            name = "content/%s/topic-%d/doc-%05d%s" % (rng.choice(SECTIONS), rng.randrange(6), n, extension)
             plan.append((name, size, True))
         else:
-            plan.append(("uploads/%d/%02d/%02x/IMG_%05d.jpg" % (rng.randint(2023, 2026), rng.randint(1, 12),
-                                                                 rng.randrange(4), n), size, False))
+            name = "uploads/%d/%02d/%02x/IMG_%05d.jpg" % (rng.randint(2023, 2026), rng.randint(1, 12),
+                                                          rng.randrange(4), n)
+            plan.append((name, size, False))
     for n in range(max(2, round(MEDIUM_FILES * scale))):
         size = rng.randint(2 * MB, 8 * MB)
         plan.append(("media/clips/clip-%03d.mp4" % n, size, False) if n % 2 == 0
@@ -147,7 +148,7 @@ def make_sqlite(path, size, rng, pool):
     page = db.execute("PRAGMA page_size").fetchone()[0]
     while db.execute("PRAGMA page_count").fetchone()[0] * page < size:
         batch = []
-        for _ in range(5000):
+        for _row in range(5000):
             clock += rng.expovariate(1)
             batch.append((clock, rng.choice(WORDS) + str(rng.randrange(500)), rng.choice(WORDS),
                           pool.take(rng, rng.randint(80, 400)).decode("ascii"), rng.randbytes(rng.randint(0, 600))))

@@ -12,9 +12,9 @@ under one state directory (default ``<repo>/.stack``; ``KEEL_STACK_DIR`` or ``--
 unless CI=true or ``--require containers``. ``status`` exits 1 when a recorded service is down.
 
 Importable too (with tools/ on sys.path): ``keel_stack.Stack(state_dir).start()`` returns the same facts dict
-as stack.json. One file per service (postgres, redis, s3, containers, haproxy), the app image, the Stack, and
-the CLI; smtp is a mail server (aiosmtpd, STARTTLS and AUTH required) whose spool tests read. Environment: KEEL_STACK_DIR, KEEL_PG_BIN_DIR (a system PostgreSQL bin dir), KEEL_REDIS_SERVER
-(another redis-server), CI.
+as stack.json. One file per service (postgres, redis, s3, smtp, containers, haproxy), the app image, the Stack, and
+the CLI; smtp is a mail server (aiosmtpd, STARTTLS and AUTH required) whose spool tests read. Environment:
+KEEL_STACK_DIR, KEEL_PG_BIN_DIR (a system PostgreSQL bin dir), KEEL_REDIS_SERVER (another redis-server), CI.
 """
 
 from .constants import ALL_SERVICES, REPO_ROOT, SERVICE_NAMES, SYSTEM_TOOLS

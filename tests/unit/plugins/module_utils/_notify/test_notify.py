@@ -28,7 +28,9 @@ def test_a_webhook_is_named_by_its_origin_only():
 
 
 def test_a_mail_has_its_headers_and_body():
-    mail = smtp.message(notify.NotifyConfig(**dict(BASE, smtp_to=["b@example.com", "c@example.com"])), "Sub", "Body")
+    options = dict(BASE)
+    options["smtp_to"] = ["b@example.com", "c@example.com"]
+    mail = smtp.message(notify.NotifyConfig(**options), "Sub", "Body")
     assert mail["Subject"] == "Sub" and mail["To"] == "b@example.com, c@example.com" and mail["Message-ID"]
     assert mail.get_content().strip() == "Body"
 
