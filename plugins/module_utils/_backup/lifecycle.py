@@ -128,17 +128,21 @@ def reading(repo, backup, config, purpose):
         yield checked, open_identities(config, repo, backup)
 
 
-def prune(repo, config, reporter):
+def prune(repo, config, reporter, noun="backups"):
     """state=absent of every backup kind: retention only, under the lock; without a keep_* option there is nothing
-    to do, which is an error. Returns (retention result, what cleanup removed)."""
+    to do, which is an error. Returns the module result (retention, deleted, what cleanup removed)."""
     if not retention_configured(policy_of(config)):
         raise ConfigError("state=absent applies retention: set at least one of %s" % ", ".join(RETENTION_OPTIONS))
     if reporter.check_mode:
-        return apply_retention(repo, config, reporter), []
-    with repo.lock(config.lock_timeout) as lock:
-        cleaned = clean_up(repo, lock, reporter)
-        lock.check()
-        return apply_retention(repo, config, reporter), cleaned
+        retention, cleaned = apply_retention(repo, config, reporter), []
+    else:
+        with repo.lock(config.lock_timeout) as lock:
+            cleaned = clean_up(repo, lock, reporter)
+            lock.check()
+            retention = apply_retention(repo, config, reporter)
+    deleted = retention["deleted"]
+    return dict(changed=bool(deleted), retention=retention, deleted=deleted, cleaned_up=cleaned,
+                msg="%s %d %s" % ("would delete" if reporter.check_mode else "deleted", len(deleted), noun))
 
 
 def clean_up(repo, lock, reporter):

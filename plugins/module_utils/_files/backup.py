@@ -225,10 +225,7 @@ def verify(config, reporter):
 @failures_reported("applying retention to file set backups")
 def prune(config, reporter):
     """state=absent: retention only."""
-    retention, cleaned = lifecycle.prune(repository(config, reporter), config, reporter)
-    deleted = retention["deleted"]
-    return dict(changed=bool(deleted), retention=retention, deleted=deleted, cleaned_up=cleaned,
-                msg="%s %d file set backups" % ("would delete" if reporter.check_mode else "deleted", len(deleted)))
+    return lifecycle.prune(repository(config, reporter), config, reporter, "file set backups")
 
 
 def _summary(backup):

@@ -230,9 +230,7 @@ def select_backup(config, database_hint, reporter):
 
 def prune(config, reporter):
     """state=absent: apply retention without taking a backup."""
-    result, cleaned = lifecycle.prune(_repository(config, config.database, reporter), config, reporter)
-    return dict(changed=bool(result["deleted"]), retention=result, deleted=result["deleted"], cleaned_up=cleaned,
-                msg="%s %d backups" % ("would delete" if reporter.check_mode else "deleted", len(result["deleted"])))
+    return lifecycle.prune(_repository(config, config.database, reporter), config, reporter)
 
 
 def _has_database(database):

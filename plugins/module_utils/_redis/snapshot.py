@@ -374,10 +374,7 @@ def _verify_by_method(config, repo, backup, identities, binary):
 @failures_reported("applying retention to Redis snapshots")
 def prune(config, reporter):
     """state=absent: retention only."""
-    retention, cleaned = lifecycle.prune(_repository(config, reporter), config, reporter)
-    deleted = retention["deleted"]
-    return dict(changed=bool(deleted), retention=retention, deleted=deleted, cleaned_up=cleaned,
-                msg="%s %d snapshots" % ("would delete" if reporter.check_mode else "deleted", len(deleted)))
+    return lifecycle.prune(_repository(config, reporter), config, reporter, "snapshots")
 
 
 def _snapshot_summary(backup):
