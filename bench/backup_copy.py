@@ -142,8 +142,8 @@ def run(args, s3, workdir):
 def report(size, rows):
     mb = size / 1e6
     print("backup_copy benchmark: one artifact of %.0f MB (random, uncompressed), best of rounds" % mb)
-    print("machine: %s, %d cores; load average %.2f" % (platform.processor() or platform.machine(), os.cpu_count(),
-                                                         os.getloadavg()[0]))
+    machine = platform.processor() or platform.machine()
+    print("machine: %s, %d cores; load average %.2f" % (machine, os.cpu_count(), os.getloadavg()[0]))
     print("%-9s %-44s %8s %8s %7s %8s  %s" % ("copy", "tool", "seconds", "MB/s", "ratio", "RSS MB", "result"))
     lines = []
     for direction, reference, keel in (("local->S3", "upload", "copy_up"), ("S3->local", "download", "copy_down")):

@@ -53,7 +53,8 @@ attributes:
     support: full
     details:
       - Reports what would be stored (counts, bytes, secrets left out) or restored (created, replaced and unchanged
-        entries) and touches nothing.
+        entries) and touches nothing. A check-mode V(restored) proves the backup's checksums, its key and the free
+        space first, as the real run does, without placing a hold in the repository.
   diff_mode:
     support: none
 requirements:

@@ -33,7 +33,10 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Reports the plan (which backup, which target, what would be dropped or deleted) and touches nothing.
+    details:
+      - Reports the plan (which backup, which target, what would be dropped or deleted) and touches nothing.
+      - A check-mode V(restored) also proves the backup's checksums and that the key opens it, reading the
+        whole backup, so it serves as a restore's pre-check; it places no hold in the repository.
   diff_mode:
     support: none
 requirements:
@@ -270,6 +273,11 @@ target_database:
   description: The database restored into.
   returned: state=restored
   type: str
+artifacts_checked:
+  description: Artifacts whose size and sha256 were proven before the restore read them (in check mode too).
+  returned: state=restored
+  type: list
+  elements: str
 safety_backup:
   description: The backup taken of the target before it was replaced.
   returned: state=restored with safety_backup

@@ -75,6 +75,8 @@ attributes:
     details:
       - Reports the plan (which server, which snapshot, what would be stopped, replaced or deleted) and touches
         nothing.
+      - A check-mode V(restored) also proves the snapshot's checksums and that the key opens it, reading the
+        whole snapshot, so it serves as a restore's pre-check; it places no hold in the repository.
   diff_mode:
     support: none
 requirements:
@@ -317,7 +319,7 @@ cleaned_up:
   type: list
   elements: str
 artifacts_checked:
-  description: Artifacts whose size and sha256 were checked before the restore.
+  description: Artifacts whose size and sha256 were checked before the restore (in check mode too).
   returned: state=restored
   type: list
   elements: str

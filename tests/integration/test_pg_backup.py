@@ -311,3 +311,32 @@ def test_cluster_backup_restores_globals_and_one_database(postgres, dbname, repo
         assert cur.fetchone() is not None  # the dropped role came back from the globals
     conn.close()
     assert "statements failed" in json.dumps(done.get("warnings"))  # existing roles are reported
+
+
+def test_a_check_mode_restore_proves_checksums_and_key_so_a_dry_run_is_a_precheck(
+        postgres, dbname, age_key, tmp_path):
+    """A disaster-recovery pre-check runs the restores in check mode: one that says it would work has read the
+    backup, and one that would fail on a damaged artifact or a missing key fails there, touching nothing."""
+    recipient, identity = age_key
+    repo = str(tmp_path / "repo")
+    taken = backup(postgres, repo, dbname, encryption_recipients=[recipient])
+    assert taken.returncode == 0, taken.get("msg")
+    target = dbname + "_dry"
+    dry = run_module("pg_backup", dict(conn_args(postgres), state="restored", repository=repo, database=dbname,
+                                       target_database=target, decryption_identity_file=identity), check_mode=True)
+    assert dry["changed"] and dry["artifacts_checked"] == [a["name"] for a in taken["artifacts"]], dry.get("msg")
+    no_key = run_module("pg_backup", dict(conn_args(postgres), state="restored", repository=repo, database=dbname,
+                                          target_database=target), check_mode=True)
+    assert no_key.get("failed") and "is encrypted" in no_key["msg"]
+    stored = os.path.join(taken["location"], taken["artifacts"][0]["name"])
+    with open(stored, "r+b") as handle:
+        handle.seek(os.path.getsize(stored) // 2)
+        byte = handle.read(1)
+        handle.seek(-1, os.SEEK_CUR)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    damaged = run_module("pg_backup", dict(conn_args(postgres), state="restored", repository=repo, database=dbname,
+                                           target_database=target, decryption_identity_file=identity),
+                         check_mode=True)
+    assert damaged.get("failed") and "is corrupt" in damaged["msg"], damaged.get("msg")
+    holds = os.path.join(repo, "postgres", taken["source"], ".holds")
+    assert not os.path.isdir(holds) or os.listdir(holds) == []  # a dry run writes no hold into the repository

@@ -120,12 +120,20 @@ def run_backup(run, take):
 
 
 @contextlib.contextmanager
-def reading(repo, backup, config, purpose):
+def reading(repo, backup, config, purpose, hold=True):
     """What every restore and verification does before it reads a backup: hold it against retention, prove every
-    artifact's checksum, and prove the key opens it. Yields (the artifacts checked, the identities)."""
-    with repo.hold(backup, purpose):
+    artifact's checksum, and prove the key opens it. Yields (the artifacts checked, the identities). A check-mode
+    restore proves the same (a dry run that says it would work has read the backup) without the hold, which is a
+    write to the repository."""
+    with repo.hold(backup, purpose) if hold else contextlib.nullcontext():
         checked = repo.check_artifacts(backup)
         yield checked, open_identities(config, repo, backup)
+
+
+def proven(repo, backup, config):
+    """The check-mode half of reading(): the artifacts whose checksums were proven, the key proven to open them."""
+    with reading(repo, backup, config, "check mode", hold=False) as (checked, _identities):
+        return checked
 
 
 def prune(repo, config, reporter, noun="backups"):

@@ -149,7 +149,8 @@ def restore(config, reporter):
     for top in tops:
         place.check_name(top, tops, "path")
     names = wanted_names(config, tops)
-    with lifecycle.reading(repo, chosen, config, "file_backup restore") as (checked, identities):
+    with lifecycle.reading(repo, chosen, config, "file_backup restore", hold=not reporter.check_mode) as (
+            checked, identities):
         index = load_index(repo, chosen, identities)
         plan, size = plan_restore(root, index, names)
         if plan["replace"] and not config.replace:
@@ -163,7 +164,7 @@ def restore(config, reporter):
                    "entries": _summary(plan), "replace": plan["replace"][:SAMPLE]}
         changes = bool(plan["create"] or plan["replace"])
         if reporter.check_mode:
-            return dict(changed=changes, backup_id=chosen.id, plan=details, repaired=repaired,
+            return dict(changed=changes, backup_id=chosen.id, plan=details, repaired=repaired, artifacts_checked=checked,
                         msg="would restore backup %s under %s: create %d, replace %d, %d unchanged"
                         % (chosen.id, root, len(plan["create"]), len(plan["replace"]), len(plan["unchanged"])))
         started = time.monotonic()

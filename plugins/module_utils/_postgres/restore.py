@@ -174,7 +174,8 @@ def restore(config, reporter):
                                    "safety_backup: true also keeps a backup of it)" if not partial else ""))
     if reporter.check_mode:
         return dict(changed=True, plan=plan, backup_id=chosen.id, target_database=target,
-                    msg="would restore backup %s into %s%s" % (
+                    artifacts_checked=lifecycle.proven(repo, chosen, config),
+                    msg="would restore backup %s into %s%s; its checksums and key are proven" % (
                         chosen.id, target, ", replacing it by a checked copy built beside it" if swap else ""))
     started = time.monotonic()
     with lifecycle.reading(repo, chosen, config, "pg_backup restore into %s" % target) as (checked, identities):
@@ -198,8 +199,8 @@ def _restore_only_globals(config, tools, repo, backup, reporter):
     plan = {"backup_id": backup.id, "backup_time": isoformat(backup.time), "source": repo.source,
             "artifact": _globals_artifact(backup)["name"], "restore_globals": True, "target_database": None}
     if reporter.check_mode:
-        return dict(changed=True, plan=plan, backup_id=backup.id, msg="would replay the globals of backup %s"
-                    % backup.id)
+        return dict(changed=True, plan=plan, backup_id=backup.id, artifacts_checked=lifecycle.proven(repo, backup, config),
+                    msg="would replay the globals of backup %s; its checksums and key are proven" % backup.id)
     started = time.monotonic()
     workdir = process.workdir()
     try:

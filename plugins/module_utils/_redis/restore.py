@@ -63,7 +63,9 @@ def restore(config, reporter):
         plan.update(backup_id=chosen.id, backup_time=isoformat(chosen.time), source=repo.source,
                     snapshot_keys=stats["keys"], redis_binary=binary.describe())
         if reporter.check_mode:
-            return dict(changed=True, plan=plan, backup_id=chosen.id, msg="would restore snapshot %s into %s by %s"
+            return dict(changed=True, plan=plan, backup_id=chosen.id,
+                        artifacts_checked=lifecycle.proven(repo, chosen, config),
+                        msg="would restore snapshot %s into %s by %s; its checksums and key are proven"
                         % (chosen.id, server.describe(), plan["method"]))
         started = time.monotonic()
         with lifecycle.reading(repo, chosen, config, "redis_snapshot restore into %s" % server.describe()) as (checked, identities):
