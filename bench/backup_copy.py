@@ -25,26 +25,11 @@ import tempfile
 import time
 import uuid
 
+import peak_rss  # bench/, beside this script
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results", "backup_copy.json")
 LIMIT, RSS_LIMIT_MB = 1.25, 150
-
-# Runs one child and writes its ru_maxrss (KiB) to the file named first: a child forked from this process
-# (boto3 loaded) would report this process's memory as its own.
-RSS_WRAPPER = """
-import os, sys
-pid = os.fork()
-if pid == 0:
-    try:
-        os.execvp(sys.argv[2], sys.argv[2:])
-    finally:
-        os._exit(127)
-_pid, status, usage = os.wait4(pid, 0)
-with open(sys.argv[1], "w") as out:
-    out.write(str(usage.ru_maxrss))
-code = os.waitstatus_to_exitcode(status)
-sys.exit(code if code >= 0 else 128 - code)
-"""
 
 
 def run_module(name, module_args, workdir):
@@ -55,7 +40,7 @@ def run_module(name, module_args, workdir):
     rss_file = path + ".rss"
     env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, ".build"))
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-c", RSS_WRAPPER, rss_file, sys.executable,
+    proc = subprocess.run([sys.executable, "-c", peak_rss.LAUNCHER, rss_file, sys.executable,
                            os.path.join(ROOT, "plugins", "modules", name + ".py"), path],
                           capture_output=True, text=True, env=env, check=False)
     seconds = time.monotonic() - started

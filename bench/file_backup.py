@@ -37,6 +37,8 @@ import sys
 import tempfile
 import time
 
+import peak_rss  # bench/, beside this script
+
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH_DIR)
 MODULE = os.path.join(ROOT, "plugins", "modules", "file_backup.py")
@@ -268,19 +270,6 @@ def verify_restore(dataset, target):
 # Running children: argv lists joined by pipes, peak RSS from the kernel.
 # --------------------------------------------------------------------------- #
 
-# Each child is started by this launcher, which writes the child's ru_maxrss (KiB) into the file named first.
-# A child forked from the benchmark itself would not do: Linux counts the memory a process had before exec in
-# its peak, so the benchmark's own RSS would be a floor under every figure.  The launcher is a bare interpreter.
-RSS_LAUNCHER = r"""
-import os, sys
-child = os.posix_spawnp(sys.argv[2], sys.argv[2:], os.environ)
-_pid, status, usage = os.wait4(child, 0)
-with open(sys.argv[1], "w") as report:
-    report.write(str(usage.ru_maxrss))
-code = os.waitstatus_to_exitcode(status)
-sys.exit(code if code >= 0 else 128 - code)
-"""
-
 
 def run_pipeline(stages, env=None, stdout=None):
     """Run argv lists joined stdout -> stdin, without a shell: (seconds, [peak RSS in MB of each stage])."""
@@ -290,7 +279,7 @@ def run_pipeline(stages, env=None, stdout=None):
         last = index == len(stages) - 1
         errors = tempfile.TemporaryFile()  # a file, not a pipe: a chatty child never blocks on it
         rss = tempfile.NamedTemporaryFile(prefix="rss-")
-        proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", RSS_LAUNCHER, rss.name] + argv, stdin=upstream,
+        proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", peak_rss.LAUNCHER, rss.name] + argv, stdin=upstream,
                                 stdout=stdout if last else subprocess.PIPE, stderr=errors, env=env)
         if index:
             upstream.close()  # the next stage holds the only read end, so a writer learns when its reader died
