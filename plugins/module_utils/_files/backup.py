@@ -178,15 +178,20 @@ class _Checker:
                                  % (len(missing), sorted(missing)[0]))
 
 
-def check_archive(repo, backup, identities):
-    """Stream the archive and prove every file against the index; returns the index."""
-    index = load_index(repo, backup, identities)
-    checker = _Checker(index)
-    consumer = tar.TarConsumer(checker)
+def stream_archive(repo, backup, identities, handler):
+    """Run the stored archive backwards through the pipeline, handing each member to handler(member, archive)."""
+    consumer = tar.TarConsumer(handler)
     try:
         encoding.stream_into(repo, backup, artifact(backup, "files"), identities, consumer)
     finally:
         consumer.close()
+
+
+def check_archive(repo, backup, identities):
+    """Stream the archive and prove every file against the index; returns the index."""
+    index = load_index(repo, backup, identities)
+    checker = _Checker(index)
+    stream_archive(repo, backup, identities, checker)
     checker.finished()
     stats = backup.manifest["statistics"]
     files = sum(1 for record in index.values() if record["type"] == "file")

@@ -11,16 +11,16 @@ import stat
 import time
 import uuid
 
-from ansible_collections.keel.ops.plugins.module_utils._backup import encoding, lifecycle
+from ansible_collections.keel.ops.plugins.module_utils._backup import lifecycle
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, IntegrityError, KeelError
 from ansible_collections.keel.ops.plugins.module_utils._files import archive as tar
 from ansible_collections.keel.ops.plugins.module_utils._files import place
 from ansible_collections.keel.ops.plugins.module_utils._files.backup import (
     SAMPLE,
-    artifact,
     failures_reported,
     load_index,
     repository,
+    stream_archive,
 )
 from ansible_collections.keel.ops.plugins.module_utils._files.selection import arcname
 
@@ -184,13 +184,8 @@ def _place(repo, backup, identities, root, tops, index, names, identical, journa
     journal = place.Journal(journal_file)
     journal.start({"backup_id": backup.id, "root": root, "source": repo.source})
     placement = place.Placement(root, tops, journal, uuid.uuid4().hex[:8], identical)
-    dispatch = _Dispatcher(placement, index, names)
     try:
-        consumer = tar.TarConsumer(dispatch)
-        try:
-            encoding.stream_into(repo, backup, artifact(backup, "files"), identities, consumer)
-        finally:
-            consumer.close()
+        stream_archive(repo, backup, identities, _Dispatcher(placement, index, names))
         placement.commit()
     except BaseException as error:
         left = placement.rollback()
