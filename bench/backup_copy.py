@@ -25,7 +25,8 @@ import tempfile
 import time
 import uuid
 
-import peak_rss  # bench/, beside this script
+from harness import LAUNCHER  # bench/, beside this script
+
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results", "backup_copy.json")
@@ -40,7 +41,7 @@ def run_module(name, module_args, workdir):
     rss_file = path + ".rss"
     env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, ".build"))
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-c", peak_rss.LAUNCHER, rss_file, sys.executable,
+    proc = subprocess.run([sys.executable, "-c", LAUNCHER, rss_file, sys.executable,
                            os.path.join(ROOT, "plugins", "modules", name + ".py"), path],
                           capture_output=True, text=True, env=env, check=False)
     seconds = time.monotonic() - started

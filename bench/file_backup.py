@@ -37,7 +37,8 @@ import sys
 import tempfile
 import time
 
-import peak_rss  # bench/, beside this script
+from harness import LAUNCHER, BenchError, measure_rounds  # bench/, beside this script
+
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH_DIR)
@@ -48,10 +49,6 @@ SMALL_MB = 100  # the data set of the memory comparison
 MIN_MB = 50  # below this the fixed part of the shape (medium files) no longer fits
 DATASET_VERSION = 1  # bump when the generator changes: trees kept in a state dir are then generated again
 SEED = 20261201
-
-
-class BenchError(RuntimeError):
-    """A step failed; the message says why."""
 
 
 # --------------------------------------------------------------------------- #
@@ -279,7 +276,7 @@ def run_pipeline(stages, env=None, stdout=None):
         last = index == len(stages) - 1
         errors = tempfile.TemporaryFile()  # a file, not a pipe: a chatty child never blocks on it
         rss = tempfile.NamedTemporaryFile(prefix="rss-")
-        proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", peak_rss.LAUNCHER, rss.name] + argv, stdin=upstream,
+        proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", LAUNCHER, rss.name] + argv, stdin=upstream,
                                 stdout=stdout if last else subprocess.PIPE, stderr=errors, env=env)
         if index:
             upstream.close()  # the next stage holds the only read end, so a writer learns when its reader died
@@ -414,31 +411,6 @@ class Keel:
 # --------------------------------------------------------------------------- #
 # The run.
 # --------------------------------------------------------------------------- #
-
-
-def measure_rounds(steps, repeat, runs, warmup=None):
-    """Every step once per round, in turn, keeping each step's fastest round.  Rounds rather than N runs of one
-    tool after the other, so a slow spell of a shared machine hits every tool alike.  A failure is recorded and
-    shown, not fatal.  `warmup` names a step run once first, untimed, so no tool pays for a cold page cache."""
-    if warmup:
-        os.sync()
-        started = time.monotonic()
-        dict(steps)[warmup]()
-        print("  warm-up: %-30s %7.2f s (not counted)" % (warmup, time.monotonic() - started))
-    for round_ in range(repeat):
-        for key, measure in steps:
-            if "error" in runs.get(key, {}):
-                continue
-            os.sync()  # no writeback of the previous step's dirty pages during this one
-            try:
-                result = measure()
-            except BenchError as error:
-                runs[key] = {"error": str(error)}
-                print("  %s: FAILED: %s" % (key, error), file=sys.stderr)
-                continue
-            print("  round %d: %-30s %7.2f s" % (round_ + 1, key, result["seconds"]))
-            if key not in runs or result["seconds"] < runs[key]["seconds"]:
-                runs[key] = result
 
 
 def restore_step(dataset, target, restore):

@@ -46,10 +46,7 @@ SMALL_GB = 100 / 1024  # the "100 MB" database of the memory comparison
 sys.path.insert(0, BENCH_DIR)
 
 import pgdata  # noqa: E402  (bench/ is not a package)
-
-
-class BenchError(RuntimeError):
-    """A child failed; the message carries its stderr."""
+from harness import LAUNCHER, BenchError, measure_rounds  # bench/, beside this script
 
 
 # --------------------------------------------------------------------------- #
@@ -57,30 +54,11 @@ class BenchError(RuntimeError):
 # --------------------------------------------------------------------------- #
 
 
-# Runs one child and writes its ru_maxrss (KiB) to the file named first.  Why a separate small process:
-# Linux counts the memory a process had before exec in its peak RSS, so a child forked straight from this
-# benchmark (60+ MB of boto3 and psycopg2) would report at least that much whatever it really used.
-RSS_WRAPPER = """
-import os, sys
-pid = os.fork()
-if pid == 0:
-    try:
-        os.execvp(sys.argv[2], sys.argv[2:])
-    finally:
-        os._exit(127)
-_pid, status, usage = os.wait4(pid, 0)
-with open(sys.argv[1], "w") as out:
-    out.write(str(usage.ru_maxrss))
-code = os.waitstatus_to_exitcode(status)
-sys.exit(code if code >= 0 else 128 - code)
-"""
-
-
 def run_pipeline(stages, env, stdin=None, stdout=None):
     """Run argv lists connected stdout -> stdin, like a shell pipe but without a shell.
 
     Returns (seconds, [peak RSS in MB of each stage]).  Each stage's peak RSS is the kernel's accounting of
-    that child (wait4 in RSS_WRAPPER); it also covers the grandchildren that child reaped itself (e.g. the
+    that child (wait4 in LAUNCHER); it also covers the grandchildren that child reaped itself (e.g. the
     pg_dump under a keel module), so it is an upper bound of the stage's own process.
     """
     procs, errors, rss_files = [], [], []
@@ -90,7 +68,7 @@ def run_pipeline(stages, env, stdin=None, stdout=None):
         last = index == len(stages) - 1
         errors.append(tempfile.TemporaryFile())  # a file, not a pipe: a chatty child cannot block on it
         rss_files.append(tempfile.NamedTemporaryFile(prefix="rss-"))
-        wrapped = [sys.executable, "-I", "-S", "-c", RSS_WRAPPER, rss_files[-1].name] + argv
+        wrapped = [sys.executable, "-I", "-S", "-c", LAUNCHER, rss_files[-1].name] + argv
         procs.append(subprocess.Popen(wrapped, stdin=upstream, stdout=stdout if last else subprocess.PIPE,
                                       stderr=errors[-1], env=env))
         if index:
@@ -345,36 +323,6 @@ def replace_step(pg, source, restore, target):
         return result
 
     return measure
-
-
-def measure_rounds(steps, repeat, runs, warmup=None):
-    """Run every step once per round, in turn, and keep each step's fastest round.
-
-    Rounds rather than N runs of one tool after the other: a slow spell of a shared machine then hits
-    every tool alike instead of one.  A failing step is recorded (and shown) instead of ending the run.
-    `warmup` names a step run once, untimed, before the rounds: the first restore into a restarted server
-    was seen to take up to twice as long as the next ones (new WAL segments to create, cold shared buffers),
-    and that would penalise whichever tool happens to go first.
-    """
-    if warmup:
-        os.sync()
-        started = time.monotonic()
-        dict(steps)[warmup]()
-        print(f"  warm-up: {warmup:<24} {time.monotonic() - started:7.1f} s (not counted)")
-    for round_ in range(repeat):
-        for key, measure in steps:
-            if "error" in runs.get(key, {}):
-                continue
-            os.sync()  # start clean: no writeback of the previous step's dirty pages during this one
-            try:
-                result = measure()
-            except BenchError as err:
-                runs[key] = {"error": str(err)}
-                print(f"  {key}: FAILED: {err}", file=sys.stderr)
-                continue
-            print(f"  round {round_ + 1}: {key:<26} {result['seconds']:7.1f} s")
-            if key not in runs or result["seconds"] < runs[key]["seconds"]:
-                runs[key] = result
 
 
 def run_benchmark(args, facts, workdir):

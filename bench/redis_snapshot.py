@@ -42,10 +42,7 @@ MB = 1e6
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 
 import redis_fixtures  # noqa: E402  (the tests' RedisProcess: config file, daemon, stop/start hooks)
-
-
-class BenchError(RuntimeError):
-    """A step failed; the message says why."""
+from harness import BenchError, measure_rounds  # bench/, beside this script
 
 
 # --------------------------------------------------------------------------- #
@@ -250,24 +247,6 @@ def machine_info(binary):
     return {"cpu": fields.get("model name\t", "unknown").strip(), "cores": os.cpu_count(),
             "ram_gb": round(ram / 2.0 ** 30, 1), "kernel": platform.release(), "python": platform.python_version(),
             "redis": tool_version([binary, "--version"]), "load_average_at_start": os.getloadavg()}
-
-
-def measure_rounds(steps, repeat, runs):
-    """Every step once per round, in turn, keeping each step's fastest round; a failure is recorded, not fatal."""
-    for round_ in range(repeat):
-        for key, measure in steps:
-            if "error" in runs.get(key, {}):
-                continue
-            os.sync()  # no writeback of the previous step's dirty pages during this one
-            try:
-                result = measure()
-            except BenchError as err:
-                runs[key] = {"error": str(err)}
-                print("  %s: FAILED: %s" % (key, err), file=sys.stderr)
-                continue
-            print("  round %d: %-28s %7.2f s" % (round_ + 1, key, result["seconds"]))
-            if key not in runs or result["seconds"] < runs[key]["seconds"]:
-                runs[key] = result
 
 
 def run_benchmark(args, workdir):
