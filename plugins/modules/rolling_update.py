@@ -210,7 +210,10 @@ options:
     type: bool
     default: true
   health_timeout:
-    description: Seconds from the start of a new container until it must be healthy.
+    description:
+      - Seconds from the start of a new container until it must be healthy.
+      - An attempt that starts just before this deadline still gets up to one second, so that the failure names
+        what the checks saw rather than the deadline.
     type: float
     default: 60
   health_interval:

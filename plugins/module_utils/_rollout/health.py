@@ -11,6 +11,10 @@ import time
 from ansible_collections.keel.ops.plugins.module_utils._probe.runner import probe
 from ansible_collections.keel.ops.plugins.module_utils._rollout.interfaces import HealthError, Interrupted
 
+# An attempt that starts just before the deadline still gets this long (or the checks' own, shorter
+# timeouts): cut to a few milliseconds it could only report the deadline, hiding what is really wrong.
+ATTEMPT_FLOOR = 1.0
+
 
 class HealthGate:
     """Wait until a container is healthy: running, its own healthcheck (when it has one and
@@ -37,7 +41,7 @@ class HealthGate:
             if state.health != "healthy":
                 return "its container healthcheck is %s" % (state.health or "starting")
         if checks:
-            result = self.prober(checks, fail_on="critical", retries=0, deadline=max(remaining, 0.001))
+            result = self.prober(checks, fail_on="critical", retries=0, deadline=max(remaining, ATTEMPT_FLOOR))
             if not result["healthy"]:
                 return result["summary"]
         return ""

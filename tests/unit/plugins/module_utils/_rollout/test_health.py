@@ -47,6 +47,21 @@ def test_gate_retries_until_the_deadline_and_names_the_failing_check():
     assert clock.sleeps == [1.0] * 4
 
 
+def test_the_last_attempt_gets_time_to_name_the_problem_rather_than_the_deadline():
+    engine = FakeEngine(["app-1"], image=BROKEN)
+    deadlines = []
+    prober = make_prober(engine)
+
+    def recording(checks, **options):
+        deadlines.append(options["deadline"])
+        return prober(checks, **options)
+    clock = Clock()
+    gate = HealthGate(engine, HealthConfig(timeout=1.05, interval=0.5), clock, clock.sleep, recording)
+    with pytest.raises(HealthError, match="HTTP 500"):
+        gate.wait("c1", render_checks(CHECKS, FIELDS, 5), False)
+    assert deadlines == [1.05, 1.0, 1.0]
+
+
 def test_gate_stops_after_its_retries():
     engine = FakeEngine(["app-1"], image=BROKEN)
     gate, clock = gate_for(engine, retries=1)
