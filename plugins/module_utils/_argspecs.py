@@ -3,9 +3,21 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Argument specs shared by modules, kept next to the doc fragments that document them
 (plugins/doc_fragments/): repository, PostgreSQL and Redis connections, encryption, retention; and health_probe's check
-options, which rolling_update reuses for its health gate."""
+options, which rolling_update reuses for its health gate; the container engine connection of rolling_update and
+container_state."""
+
+from ansible.module_utils.basic import env_fallback
 
 from ansible_collections.keel.ops.plugins.module_utils._backup.compression import COMPRESSIONS, DEFAULT_COMPRESSION
+
+DOCKER = dict(
+    docker_host=dict(type="str", fallback=(env_fallback, ["DOCKER_HOST"])),
+    timeout=dict(type="float", default=60),
+    ca_cert=dict(type="path"),
+    client_cert=dict(type="path"),
+    client_key=dict(type="path", no_log=False),
+    validate_certs=dict(type="bool", default=True),
+)
 
 REPOSITORY = dict(
     repository=dict(type="str", required=True),

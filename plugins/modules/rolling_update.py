@@ -45,6 +45,7 @@ author:
   - keel.ops maintainers (@keel-ops)
 extends_documentation_fragment:
   - keel.ops.attributes
+  - keel.ops.docker
 attributes:
   check_mode:
     support: full
@@ -57,29 +58,6 @@ attributes:
 requirements:
   - docker (the Docker SDK for Python) 7 or later
 options:
-  docker_host:
-    description:
-      - The Docker Engine API to talk to, for example V(unix:///var/run/docker.sock),
-        V(unix:///run/podman/podman.sock) or V(tcp://10.0.0.5:2376).
-      - Defaults to the E(DOCKER_HOST) environment variable, then to V(unix:///var/run/docker.sock).
-    type: str
-  timeout:
-    description: Seconds an engine API call may take.
-    type: float
-    default: 60
-  ca_cert:
-    description: CA certificate to verify a TLS O(docker_host) with.
-    type: path
-  client_cert:
-    description: Client certificate for a TLS O(docker_host); needs O(client_key).
-    type: path
-  client_key:
-    description: Key of O(client_cert).
-    type: path
-  validate_certs:
-    description: Verify the engine's TLS certificate (when one of the TLS options is given).
-    type: bool
-    default: true
   names:
     description:
       - The containers to update, by name. At least one; an empty list is refused, since it would select every
@@ -505,13 +483,12 @@ diff:
 
 import signal
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.keel.ops.plugins.module_utils import _argspecs as specs
-from ansible_collections.keel.ops.plugins.module_utils._docker import tls_config
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, module_failures
 from ansible_collections.keel.ops.plugins.module_utils._probe.runner import check_secrets
-from ansible_collections.keel.ops.plugins.module_utils._rollout.docker import PULL_CHOICES, connect
+from ansible_collections.keel.ops.plugins.module_utils._rollout.docker import PULL_CHOICES, connect_from_params
 from ansible_collections.keel.ops.plugins.module_utils._rollout.haproxy import HAProxyLoadBalancer, RuntimeAPI
 from ansible_collections.keel.ops.plugins.module_utils._rollout.http_hook import HttpHookLoadBalancer
 from ansible_collections.keel.ops.plugins.module_utils._rollout.interfaces import LoadBalancerGroup, NoLoadBalancer
@@ -544,12 +521,7 @@ LOAD_BALANCER_OPTIONS = dict(
 )
 
 ARGUMENT_SPEC = dict(
-    docker_host=dict(type="str", fallback=(env_fallback, ["DOCKER_HOST"])),
-    timeout=dict(type="float", default=60),
-    ca_cert=dict(type="path"),
-    client_cert=dict(type="path"),
-    client_key=dict(type="path", no_log=False),
-    validate_certs=dict(type="bool", default=True),
+    specs.DOCKER,
     names=dict(type="list", elements="str", aliases=["containers"]),
     labels=dict(type="dict"),
     image=dict(type="str", required=True),
@@ -567,7 +539,6 @@ ARGUMENT_SPEC = dict(
     load_balancer=dict(type="dict", default={}, options=LOAD_BALANCER_OPTIONS),
 )
 
-DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
@@ -604,8 +575,7 @@ def run(params, check_mode, warn):
     check_selector(params["names"], params["labels"])
     config = rollout_config(params)
     load_balancer = load_balancer_from(params["load_balancer"])
-    tls = tls_config(params["ca_cert"], params["client_cert"], params["client_key"], params["validate_certs"])
-    engine = connect(params["docker_host"] or DEFAULT_DOCKER_HOST, params["timeout"], tls)
+    engine = connect_from_params(params)
     target = engine.resolve_image(params["image"], params["pull"], check_mode)
     rollout = Rollout(engine, load_balancer, config, warn=warn)
     if not check_mode:

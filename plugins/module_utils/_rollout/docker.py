@@ -26,7 +26,13 @@ import json
 import shlex
 import signal
 
-from ansible_collections.keel.ops.plugins.module_utils._docker import DockerException, NotFound, RequestException, open_client
+from ansible_collections.keel.ops.plugins.module_utils._docker import (
+    DockerException,
+    NotFound,
+    RequestException,
+    open_client,
+    tls_config,
+)
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, EngineError, first_line
 from ansible_collections.keel.ops.plugins.module_utils._rollout.interfaces import (
     OLD_SUFFIX,
@@ -41,6 +47,7 @@ RECORD_LABEL = "keel.ops.rolling_update.record"
 RECORD_SUFFIX = "-keel-rollout"
 LOG_TAIL_LINES = 15
 PULL_CHOICES = ("missing", "always", "never")
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
 
 # Mode values that mean "the engine's default": not carried over, so the new container gets the default too.
@@ -255,6 +262,12 @@ def connect(docker_host, timeout=60, tls=None):
     """The DockerEngine of the engine at docker_host (Docker or Podman, told apart by its /_ping)."""
     client, podman = open_client(docker_host, timeout, tls)
     return DockerEngine(client, docker_host, podman=podman)
+
+
+def connect_from_params(params):
+    """The engine the options of _argspecs.DOCKER name (docker_host, else DOCKER_HOST, else the local socket)."""
+    tls = tls_config(params["ca_cert"], params["client_cert"], params["client_key"], params["validate_certs"])
+    return connect(params["docker_host"] or DEFAULT_DOCKER_HOST, params["timeout"], tls)
 
 
 class DockerEngine(ContainerEngine):
