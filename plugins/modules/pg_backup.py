@@ -283,7 +283,10 @@ safety_backup:
   returned: state=restored with safety_backup
   type: dict
 verification:
-  description: The check of the restored data against the manifest (tables, rows), and for V(verified) the record written.
+  description:
+    - The check of the restored data against the manifest (tables, rows), and for V(verified) the record written.
+    - For V(verified), each database's C(amcheck_indexes) counts the B-tree indexes of the scratch copy that amcheck's
+      C(bt_index_check) (with C(heapallindexed)) found sound; null when the server has no amcheck.
   returned: state=restored, state=verified
   type: dict
 restore_duration:

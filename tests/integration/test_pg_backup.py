@@ -132,6 +132,13 @@ def test_verified_records_the_proof(postgres, dbname, repo):
     assert proven.returncode == 0, proven.get("msg")
     assert proven["backup_id"] == taken["backup_id"] and proven["restore_duration"] > 0
     assert proven["verification"]["databases"][0]["rows"] == sum(taken["statistics"][dbname]["tables"].values())
+    source = connect(postgres, dbname)
+    with source.cursor() as cur:  # amcheck ran on every B-tree index of the restored copy
+        cur.execute("SELECT count(*) FROM pg_indexes WHERE schemaname NOT IN ('pg_catalog', 'information_schema') "
+                    "AND indexdef LIKE '%% USING btree %%'")
+        indexes = cur.fetchone()[0]
+    source.close()
+    assert indexes > 0 and proven["verification"]["databases"][0]["amcheck_indexes"] == indexes
     info = run_module("pg_backup_info", {"repository": repo, "labels": {"trigger": "test"}, "verified": True})
     assert info["count"] == 1 and info["backups"][0]["last_verified"] == proven["verification"]["time"]
     conn = connect(postgres)

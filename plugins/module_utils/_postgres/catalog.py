@@ -162,6 +162,36 @@ def compare_statistics(expected, actual, tables=None):
     return problems
 
 
+_BTREE_INDEXES_SQL = """
+SELECT c.oid, n.nspname, c.relname
+FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_am am ON am.oid = c.relam
+WHERE am.amname = 'btree' AND i.indisvalid AND i.indisready AND c.relpersistence <> 't'
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+ORDER BY 2, 3"""
+
+
+@translated("run amcheck")
+def check_indexes(conn):
+    """amcheck's bt_index_check with heapallindexed on every user B-tree index of the connection's database (a
+    scratch copy: the extension is created in it). Returns how many were checked, or None when the server has no
+    amcheck; a corrupt index raises a PostgresError naming it."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'amcheck'")
+        if cur.fetchone() is None:
+            return None
+        cur.execute("CREATE EXTENSION IF NOT EXISTS amcheck")
+        cur.execute(_BTREE_INDEXES_SQL)
+        indexes = cur.fetchall()
+        for oid, schema, name in indexes:
+            try:
+                cur.execute("SELECT bt_index_check(%s::oid::regclass, true)", (oid,))
+            except psycopg2.Error as error:
+                raise PostgresError("amcheck: index %s.%s of the restored copy is corrupt: %s"
+                                    % (schema, name, first_line(error)))
+    return len(indexes)
+
+
 def create_database(conn, name, owner=None, encoding=None, collate=None, ctype=None):
     statement = sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name))
     if owner:

@@ -427,6 +427,11 @@ def _verify_database(config, tools, repo, backup, artifact, identities, workdir)
         _restore_artifact(verify_config, tools, repo, backup, artifact, identities, scratch, workdir)
         seconds = round(time.monotonic() - started, 3)
         checked = _check_restored(verify_config, scratch, stats, sorted(stats["tables"]), False)
+        conn = config.connection.connect(scratch)
+        try:
+            checked["amcheck_indexes"] = pg_catalog.check_indexes(conn)
+        finally:
+            conn.close()
     finally:
         admin = config.connection.connect()
         try:
