@@ -1,0 +1,3 @@
+# -*- coding: utf-8 -*-
+# Copyright: keel.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
