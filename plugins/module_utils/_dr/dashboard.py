@@ -87,8 +87,7 @@ def size(count):
     for unit in ("KiB", "MiB", "GiB", "TiB"):
         count /= 1024.0
         if abs(count) < 1024 or unit == "TiB":
-            break
-    return "%.1f %s" % (count, unit)  # pylint: disable=undefined-loop-variable
+            return "%.1f %s" % (count, unit)
 
 
 def _passed(result):
