@@ -216,7 +216,7 @@ location:
   type: str
 source:
   description: The repository source the backup belongs to.
-  returned: state=present
+  returned: state=present, state=verified
   type: str
 size:
   description: Bytes stored (after compression and encryption).

@@ -406,7 +406,7 @@ def verify(config, reporter):
     verification = {"time": isoformat(utcnow()), "result": "ok", "duration": duration, "restore_duration": rto,
                     "artifacts_checked": checked, "databases": results, "tool_version": VERSION}
     repo.record_verification(chosen.id, verification)
-    return dict(changed=True, backup_id=chosen.id, verification=verification, restore_duration=rto,
+    return dict(changed=True, backup_id=chosen.id, source=repo.source, verification=verification, restore_duration=rto,
                 duration=duration, msg="backup %s verified: checksums match and it restores in %.1fs (%s)"
                 % (chosen.id, rto, ", ".join("%s: %d tables, %d rows" % (r["database"], r["tables"], r["rows"])
                                              for r in results)))
