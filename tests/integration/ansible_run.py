@@ -56,6 +56,15 @@ def run_four_ways(name, args):
     return [run_module(name, args, check_mode=check) for check in (True, False, True, False)]
 
 
+def local_inventory(tmp_path, host="db1"):
+    """An inventory of one host that is this machine, run with this interpreter (which has the collection's
+    libraries)."""
+    path = tmp_path / "inventory.yml"
+    path.write_text(json.dumps({"all": {"hosts": {host: {"ansible_connection": "local",
+                                                         "ansible_python_interpreter": sys.executable}}}}))
+    return str(path)
+
+
 def run_playbook(playbook, inventory, extra_vars=None, env=None, timeout=600):
     """Run a playbook; extra vars travel in a 0600 file (-e @file) since they may hold secrets."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:

@@ -7,19 +7,11 @@ import email.policy
 import json
 import os
 import sqlite3
-import sys
 import uuid
 
-from ansible_run import run_playbook
+from ansible_run import local_inventory, run_playbook
 from http_fixture import start_server
 from pg_fixtures import s3_args
-
-
-def _inventory(tmp_path):
-    path = tmp_path / "inventory.yml"
-    path.write_text(json.dumps({"all": {"hosts": {"db1": {"ansible_connection": "local",
-                                                          "ansible_python_interpreter": sys.executable}}}}))
-    return str(path)
 
 
 def _app(tmp_path):
@@ -76,7 +68,7 @@ def test_a_failing_part_is_reported_notified_and_fails_the_play_after_the_others
         values, offsite = _role_vars(tmp_path, postgres, s3, smtp, [postgres["database"], "no_such_database"],
                                      backup_notify_webhook_url=hook)
         before = len(_mails(smtp))
-        proc = run_playbook("playbooks/backup.yml", _inventory(tmp_path), extra_vars=values)
+        proc = run_playbook("playbooks/backup.yml", local_inventory(tmp_path), extra_vars=values)
         output = proc.stdout + proc.stderr
         assert proc.returncode != 0, output[-3000:]
         assert "1 of 5 backup parts failed: postgres no_such_database" in output, output[-3000:]
@@ -106,7 +98,7 @@ def test_a_failing_part_is_reported_notified_and_fails_the_play_after_the_others
 def test_a_clean_run_passes_and_notifies_only_when_asked_to_on_failure(tmp_path, postgres, s3, smtp):
     values, _offsite = _role_vars(tmp_path, postgres, s3, smtp, [postgres["database"]], backup_notify_on="failure")
     before = len(_mails(smtp))
-    proc = run_playbook("playbooks/backup.yml", _inventory(tmp_path), extra_vars=values)
+    proc = run_playbook("playbooks/backup.yml", local_inventory(tmp_path), extra_vars=values)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     assert "Backups on db1" not in "".join(m["Subject"] for m in _mails(smtp)[before:])
     assert "ok     offsite" in proc.stdout

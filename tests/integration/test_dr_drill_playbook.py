@@ -7,9 +7,9 @@ import json
 import os
 import time
 
-from ansible_run import run_playbook
+from ansible_run import local_inventory, run_playbook
 from pg_fixtures import connect, fingerprints
-from test_restore_playbook import Site, _inventory
+from test_restore_playbook import Site
 
 PLAYBOOK = "playbooks/dr_drill.yml"
 
@@ -43,7 +43,7 @@ def test_a_drill_proves_every_source_in_scratch_targets_and_keeps_its_history(tm
     live = fingerprints(postgres, site.database)
     keys = site.client().dbsize()
     (tmp_path / "drills").mkdir()
-    inventory = _inventory(tmp_path)
+    inventory = local_inventory(tmp_path)
 
     run = run_playbook(PLAYBOOK, inventory, _drill_vars(site))
     assert run.returncode == 0, run.stdout[-5000:]

@@ -8,24 +8,16 @@ import json
 import os
 import shutil
 import sqlite3
-import sys
 import time
 import uuid
 
 import pytest
 import redis
-from ansible_run import run_module, run_playbook
+from ansible_run import local_inventory, run_module, run_playbook
 from pg_fixtures import conn_args, connect, create_database, database_exists, fingerprints
 from redis_fixtures import dataset, fill
 
 PLAYBOOK = "playbooks/restore.yml"
-
-
-def _inventory(tmp_path):
-    path = tmp_path / "inventory.yml"
-    path.write_text(json.dumps({"all": {"hosts": {"db1": {"ansible_connection": "local",
-                                                          "ansible_python_interpreter": sys.executable}}}}))
-    return str(path)
 
 
 def _tree(root):
@@ -160,7 +152,7 @@ def test_a_full_recovery_brings_back_identical_data_and_reports_it(site, tmp_pat
     before = site.snapshot()
     ids = site.back_up()
     site.disaster()
-    inventory = _inventory(tmp_path)
+    inventory = local_inventory(tmp_path)
 
     refused = run_playbook(PLAYBOOK, inventory, site.role_vars())
     assert refused.returncode != 0, refused.stdout[-3000:]
@@ -212,7 +204,7 @@ def test_a_corrupt_backup_fails_the_pre_check_and_nothing_is_touched(site, tmp_p
         cur.execute("UPDATE sales.customers SET name = 'changed since the backup'")
     live = fingerprints(site.pg, site.database)
     _flip_a_byte(tmp_path / "repo" / "postgres")
-    run = run_playbook(PLAYBOOK, _inventory(tmp_path), site.role_vars(disaster_recovery_confirm="yes-destroy-current-data"))
+    run = run_playbook(PLAYBOOK, local_inventory(tmp_path), site.role_vars(disaster_recovery_confirm="yes-destroy-current-data"))
     assert run.returncode != 0
     assert "failed their pre-check, so nothing was changed: database %s: " % site.database in run.stdout, \
         run.stdout[-3000:]
@@ -229,7 +221,7 @@ def test_point_in_time_picks_the_newest_backup_before_it_per_source(site, tmp_pa
     (site.data_dir / "uploads" / "a.txt").write_text("a later upload\n")
     second = run_module("file_backup", dict(repository=site.repo, source="app-data", paths=[str(site.data_dir)]))
     assert second.returncode == 0 and second["backup_id"] != first["app-data"]
-    run = run_playbook(PLAYBOOK, _inventory(tmp_path), site.role_vars(
+    run = run_playbook(PLAYBOOK, local_inventory(tmp_path), site.role_vars(
         disaster_recovery_mode="files", disaster_recovery_before=between, disaster_recovery_services_method="none",
         disaster_recovery_health_checks=[], disaster_recovery_confirm="yes-destroy-current-data"))
     assert run.returncode == 0, run.stdout[-4000:]
