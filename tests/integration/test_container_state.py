@@ -86,3 +86,15 @@ def test_a_missing_container_or_an_empty_selection_is_refused(engine):
     assert empty.returncode == 1 and "no container carries the labels" in empty["msg"]
     none = run_module("container_state", {"docker_host": docker_host, "names": [], "state": "started"})
     assert none.returncode == 1 and "at least one container name" in none["msg"]
+
+
+def test_container_info_reads_state_and_output_and_names_what_is_down(engine):
+    client, docker_host, label, create = engine
+    up, down = create("up"), create("down")
+    client.api.stop(down, timeout=1)
+    found = run_module("container_info", {"docker_host": docker_host, "labels": {"keel.test": label}, "log_lines": 5})
+    assert found.returncode == 0 and found["changed"] is False, found.get("msg")
+    assert [c["name"] for c in found["containers"]] == sorted([up, down]) and found["unhealthy"] == [down]
+    by_name = dict((c["name"], c) for c in found["containers"])
+    assert by_name[up]["state"]["running"] is True and by_name[down]["state"]["status"] == "exited"
+    assert by_name[up]["image"] and isinstance(by_name[up]["logs"], list) and len(by_name[up]["logs"]) <= 5

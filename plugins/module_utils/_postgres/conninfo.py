@@ -32,6 +32,14 @@ class Connection:
         self.host, self.port, self.user, self.password = host, port, user, password
         self.database, self.ssl_mode, self.ca_cert = database, ssl_mode, ca_cert
 
+    @classmethod
+    def from_params(cls, params):
+        """The connection the options of _argspecs.POSTGRES name."""
+        return cls(host=params.get("login_host") or params.get("login_unix_socket"),
+                   port=params.get("login_port") or 5432, user=params.get("login_user"),
+                   password=params.get("login_password"), database=params.get("maintenance_db") or "postgres",
+                   ssl_mode=params.get("ssl_mode"), ca_cert=params.get("ca_cert"))
+
     def describe(self, database=None):
         return "%s:%s/%s" % (self.host or "local socket", self.port, database or self.database)
 

@@ -30,11 +30,7 @@ class PgBackupConfig(BackupConfig):
     @classmethod
     def from_params(cls, params):
         config = super(PgBackupConfig, cls).from_params(params)
-        config.connection = pg_conninfo.Connection(host=params.get("login_host") or params.get("login_unix_socket"),
-                                                   port=params.get("login_port") or 5432,
-                                                   user=params.get("login_user"), password=params.get("login_password"),
-                                                   database=params.get("maintenance_db") or "postgres",
-                                                   ssl_mode=params.get("ssl_mode"), ca_cert=params.get("ca_cert"))
+        config.connection = pg_conninfo.Connection.from_params(params)
         config.jobs = 1 if params.get("jobs") is None else params["jobs"]
         if config.jobs < 1:
             raise ConfigError("jobs must be at least 1, got %s" % config.jobs)

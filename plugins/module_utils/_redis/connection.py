@@ -35,6 +35,16 @@ class Connection:
         self.client_key_file = client_key_file
         self.timeout = timeout
 
+    @classmethod
+    def from_params(cls, params):
+        """The connection the options of _argspecs.REDIS name."""
+        return cls(host=params.get("login_host"), port=params.get("login_port"),
+                   unix_socket=params.get("login_unix_socket"), user=params.get("login_user"),
+                   password=params.get("login_password"), tls=params.get("tls"),
+                   validate_certs=params.get("validate_certs", True), ca_cert=params.get("ca_cert"),
+                   client_cert_file=params.get("client_cert_file"), client_key_file=params.get("client_key_file"),
+                   timeout=params.get("connect_timeout") or 10)
+
     def describe(self):
         if self.unix_socket:
             return "redis at unix:%s" % self.unix_socket

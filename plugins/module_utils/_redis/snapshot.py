@@ -46,12 +46,7 @@ class RedisSnapshotConfig(BackupConfig):
     @classmethod
     def from_params(cls, params):
         config = super(RedisSnapshotConfig, cls).from_params(params)
-        config.connection = redis_connection.Connection(
-            host=params.get("login_host"), port=params.get("login_port"), unix_socket=params.get("login_unix_socket"),
-            user=params.get("login_user"), password=params.get("login_password"), tls=params.get("tls"),
-            validate_certs=params.get("validate_certs", True), ca_cert=params.get("ca_cert"),
-            client_cert_file=params.get("client_cert_file"), client_key_file=params.get("client_key_file"),
-            timeout=params.get("connect_timeout") or 10)
+        config.connection = redis_connection.Connection.from_params(params)
         if (params.get("timeout") or 0) <= 0:
             raise ConfigError("timeout must be a number of seconds above 0, got %s" % params.get("timeout"))
         if params.get("login_user") and not params.get("login_password"):

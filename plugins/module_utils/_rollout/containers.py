@@ -30,6 +30,14 @@ def describe(state):
     return {"status": state.status, "running": state.running, "health": state.health}
 
 
+def describe_containers(engine, instances, log_lines):
+    """What an incident record keeps of each container: its image, its state, the tail of its output."""
+    return [{"name": instance.name, "id": instance.id, "image": instance.image,
+             "state": describe(engine.state(instance.id)),
+             "logs": engine.logs(instance.id, log_lines).splitlines() if log_lines else []}
+            for instance in instances]
+
+
 def plan_states(engine, instances, wanted):
     """One entry per container: its name, id, state now, and the action it needs."""
     plan = []

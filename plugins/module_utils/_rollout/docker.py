@@ -420,9 +420,9 @@ class DockerEngine(ContainerEngine):
     def fields(self, container_id):
         return template_fields(self._inspect(container_id))
 
-    def logs(self, container_id):
+    def logs(self, container_id, lines=LOG_TAIL_LINES):
         try:
-            output = self.api.logs(container_id, tail=LOG_TAIL_LINES)
+            output = self.api.logs(container_id, tail=lines)
         except (DockerException, RequestException):
             return ""
         return output.decode("utf-8", "replace").strip()

@@ -119,8 +119,9 @@ class ContainerEngine:
         """What templates may use for this container now: env, labels, ports (see Instance.fields)."""
         raise NotImplementedError
 
-    def logs(self, container_id):
-        """The last lines of the container's output, for error messages ('' when unavailable)."""
+    def logs(self, container_id, lines=15):
+        """The last `lines` lines of the container's output, for messages and incident records ('' when
+        unavailable)."""
         raise NotImplementedError
 
 

@@ -184,7 +184,7 @@ class FakeEngine(Breakable, ContainerEngine):
             health = "unhealthy" if c["image"] == BROKEN else "healthy"
         return ContainerState(c["running"], "running" if c["running"] else "exited", health, 0 if c["running"] else 1)
 
-    def logs(self, container_id):
+    def logs(self, container_id, lines=15):
         return "listening on %s" % self.containers[container_id]["env"]["PORT"]
 
     def fields(self, container_id):
