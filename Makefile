@@ -37,9 +37,7 @@ collection: $(STAMP)
 demo: system-packages collection
 	$(STACK) start
 	@status=0; \
-	$(BIN)/python tools/demo_data.py && \
-	$(BIN)/ansible-playbook -i inventories/demo playbooks/health_check.yml && \
-	$(BIN)/ansible-playbook -i inventories/demo playbooks/backup.yml || status=$$?; \
+	$(BIN)/python tools/demo_data.py && $(BIN)/python tools/demo.py || status=$$?; \
 	$(STACK) stop; exit $$status
 
 test: system-packages lint sanity units integration molecule

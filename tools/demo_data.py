@@ -1,5 +1,6 @@
-"""Create the demo's data on the embedded stack: a `shop` database of random orders, and (when the stack runs
-Redis) sessions and carts in Redis, so the demo's backups have something to hold.
+"""Create the demo's data on the embedded stack: a `shop` database of random orders, (when the stack runs Redis)
+sessions and carts in Redis, and the application's files under <stack>/app - uploads, configuration and the CLO
+system's SQLite database - so the demo's backups have something to hold.
 
     .venv/bin/python tools/demo_data.py [--rows 300000]    (reads the stack's facts from $KEEL_STACK_DIR or .stack)
 """
@@ -55,6 +56,31 @@ def seed_redis(facts, keys=50000):
     print("demo Redis seeded with %d sessions and %d carts" % (keys, keys // 10))
 
 
+def seed_files(state, uploads=200):
+    """<state>/app: uploads/, config/ (with a .env the backup leaves out) and state/clo.db (SQLite)."""
+    import sqlite3  # only the files part needs it
+
+    app = os.path.join(state, "app")
+    if os.path.exists(os.path.join(app, "state", "clo.db")):
+        print("demo application files already exist")
+        return
+    for folder in ("uploads", "config", "state"):
+        os.makedirs(os.path.join(app, folder), exist_ok=True)
+    for n in range(uploads):
+        with open(os.path.join(app, "uploads", "invoice-%04d.txt" % n), "w") as handle:
+            handle.write("invoice %d\n%s\n" % (n, os.urandom(256).hex()))
+    with open(os.path.join(app, "config", "app.yml"), "w") as handle:
+        handle.write("workers: 4\ncurrency: EUR\n")
+    with open(os.path.join(app, "config", ".env"), "w") as handle:
+        handle.write("API_TOKEN=%s\n" % os.urandom(16).hex())
+    db = sqlite3.connect(os.path.join(app, "state", "clo.db"))
+    db.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY, phase TEXT NOT NULL)")
+    db.executemany("INSERT INTO runs (phase) VALUES (?)", [("green" if n % 3 else "amber",) for n in range(1000)])
+    db.commit()
+    db.close()
+    print("demo application files created under %s (%d uploads, config, SQLite state)" % (app, uploads))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=300000)
@@ -64,6 +90,7 @@ def main():
     with open(os.path.join(state, "stack.json")) as handle:
         facts = json.load(handle)
     seed_redis(facts.get("redis"))
+    seed_files(state)
     pg = facts["postgres"]
     params = dict(host=pg["host"], port=pg["port"], user=pg["user"], password=pg["password"])
     admin = psycopg2.connect(dbname=pg["database"], **params)

@@ -153,7 +153,7 @@ def markdown(recovery):
     rto = recovery["rto_seconds"]
     lines = ["# Recovery of %s: %s" % (recovery["host"], recovery["status"].upper()), "",
              "- Mode: %s" % recovery["mode"],
-             "- RTO: %s" % ("%.1f s (services down until restored and checked)" % rto if rto is not None else "-"),
+             "- RTO: %s" % ("%.1f s (from the first change until restored and checked)" % rto if rto is not None else "-"),
              "- Pre-checks: %.1f s" % recovery["precheck_seconds"], "",
              "| Phase | Part | Backup | Selected as | Target | Status | Duration | Checks |",
              "|---|---|---|---|---|---|---|---|"]
