@@ -32,3 +32,16 @@ options:
     type: bool
     default: true
 """
+
+    # The container selection of keel.ops.container_state and keel.ops.container_info (_argspecs.CONTAINERS).
+    CONTAINERS = r"""
+options:
+  names:
+    description: The containers, by name. At least one.
+    type: list
+    elements: str
+    aliases: [containers]
+  labels:
+    description: The containers carrying all these labels (name to value), running or not. At least one label.
+    type: dict
+"""

@@ -19,6 +19,14 @@ DOCKER = dict(
     validate_certs=dict(type="bool", default=True),
 )
 
+# Which containers container_state and container_info act on: names or labels, one of them.
+CONTAINERS = dict(
+    DOCKER,
+    names=dict(type="list", elements="str", aliases=["containers"]),
+    labels=dict(type="dict"),
+)
+CONTAINERS_RULES = dict(required_one_of=[("names", "labels")], mutually_exclusive=[("names", "labels")])
+
 REPOSITORY = dict(
     repository=dict(type="str", required=True),
     source=dict(type="str"),

@@ -8,7 +8,7 @@ module: container_info
 short_description: The state of containers and the tail of their output, for an incident record
 version_added: 0.1.0
 description:
-  - Reads the containers selected by O(names) or O(labels) on a Docker Engine API endpoint (Docker, or Podman's
+  - Reads the containers selected by O(names) (in that order) or O(labels) (by name) on a Docker Engine API endpoint (Docker, or Podman's
     Docker-compatible service) - image, status, health, exit code - and the last O(log_lines) lines of each one's
     output. Changes nothing.
   - Incident first response keeps it in the incident folder; keel.ops.container_state acts on the same selection.
@@ -18,17 +18,10 @@ extends_documentation_fragment:
   - keel.ops.attributes
   - keel.ops.attributes.read_only
   - keel.ops.docker
+  - keel.ops.docker.containers
 requirements:
   - docker (the Docker SDK for Python) 7 or later
 options:
-  names:
-    description: The containers, by name. At least one.
-    type: list
-    elements: str
-    aliases: [containers]
-  labels:
-    description: The containers carrying all these labels (name to value), running or not. At least one label.
-    type: dict
   log_lines:
     description: How many of the last lines of each container's output to return; V(0) for none.
     type: int
@@ -78,26 +71,19 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.keel.ops.plugins.module_utils import _argspecs as specs
 from ansible_collections.keel.ops.plugins.module_utils._errors import module_failures
-from ansible_collections.keel.ops.plugins.module_utils._rollout.containers import describe_containers
-from ansible_collections.keel.ops.plugins.module_utils._rollout.docker import connect_from_params
-from ansible_collections.keel.ops.plugins.module_utils._rollout.plan import check_selector
+from ansible_collections.keel.ops.plugins.module_utils._rollout.containers import describe_containers, selected
 
 ARGUMENT_SPEC = dict(
-    specs.DOCKER,
-    names=dict(type="list", elements="str", aliases=["containers"]),
-    labels=dict(type="dict"),
+    specs.CONTAINERS,
     log_lines=dict(type="int", default=100),
 )
 
 
 def main():
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True,
-                           required_one_of=[("names", "labels")], mutually_exclusive=[("names", "labels")])
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True, **specs.CONTAINERS_RULES)
     params = module.params
     with module_failures(module, "container_info"):
-        check_selector(params["names"], params["labels"])
-        engine = connect_from_params(params)
-        instances = sorted(engine.select(params["names"], params["labels"]), key=lambda instance: instance.name)
+        engine, instances = selected(params)
         found = describe_containers(engine, instances, max(params["log_lines"], 0))
         unhealthy = [item["name"] for item in found
                      if not item["state"]["running"] or item["state"]["health"] == "unhealthy"]

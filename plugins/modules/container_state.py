@@ -20,6 +20,7 @@ author:
 extends_documentation_fragment:
   - keel.ops.attributes
   - keel.ops.docker
+  - keel.ops.docker.containers
 attributes:
   check_mode:
     support: full
@@ -29,14 +30,6 @@ attributes:
 requirements:
   - docker (the Docker SDK for Python) 7 or later
 options:
-  names:
-    description: The containers, by name. At least one.
-    type: list
-    elements: str
-    aliases: [containers]
-  labels:
-    description: The containers carrying all these labels (name to value), running or not. At least one label.
-    type: dict
   state:
     description:
       - V(started) starts the containers that are not running; V(stopped) stops those that are.
@@ -102,21 +95,18 @@ msg:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.keel.ops.plugins.module_utils import _argspecs as specs
-from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, module_failures
+from ansible_collections.keel.ops.plugins.module_utils._errors import module_failures
 from ansible_collections.keel.ops.plugins.module_utils._rollout.containers import (
     STATES,
     StateChanger,
     change_states,
     plan_states,
+    selected,
     summary,
 )
-from ansible_collections.keel.ops.plugins.module_utils._rollout.docker import connect_from_params
-from ansible_collections.keel.ops.plugins.module_utils._rollout.plan import check_selector
 
 ARGUMENT_SPEC = dict(
-    specs.DOCKER,
-    names=dict(type="list", elements="str", aliases=["containers"]),
-    labels=dict(type="dict"),
+    specs.CONTAINERS,
     state=dict(type="str", choices=list(STATES), required=True),
     stop_timeout=dict(type="int", default=10),
     wait_timeout=dict(type="float", default=60),
@@ -124,18 +114,11 @@ ARGUMENT_SPEC = dict(
 
 
 def main():
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True,
-                           required_one_of=[("names", "labels")], mutually_exclusive=[("names", "labels")])
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True, **specs.CONTAINERS_RULES)
     params, wanted = module.params, module.params["state"]
     with module_failures(module, "container_state %s" % wanted):
-        check_selector(params["names"], params["labels"])
-        engine = connect_from_params(params)
-        instances = engine.select(params["names"], params["labels"])
-        if not instances:
-            raise ConfigError("no container carries the labels %s on %s; check labels and docker_host"
-                              % (params["labels"], engine.docker_host))
-        # Names are handled in the order given (stop the app before its cache); a label selection by name.
-        plan = plan_states(engine, instances if params["names"] else sorted(instances, key=lambda i: i.name), wanted)
+        engine, instances = selected(params)
+        plan = plan_states(engine, instances, wanted)
         failure = ""
         if module.check_mode:
             for entry in plan:

@@ -64,7 +64,10 @@ slowlog:
   type: list
   elements: dict
 info:
-  description: Every other field of C(INFO) (also C(uptime_seconds), C(connected_clients), C(blocked_clients), C(ops_per_second), C(evicted_keys), C(rdb_last_bgsave_status), C(rdb_last_save_time), C(aof_enabled) at the top level).
+  description:
+    - Every field of C(INFO) as the server gives it.
+    - The top level also holds C(uptime_seconds), C(connected_clients), C(blocked_clients), C(ops_per_second),
+      C(evicted_keys), C(rdb_last_bgsave_status), C(rdb_last_save_time) and C(aof_enabled).
   returned: always
   type: dict
 """

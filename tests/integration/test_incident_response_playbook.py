@@ -10,7 +10,7 @@ import pytest
 from ansible_run import local_inventory, run_module, run_playbook
 from conftest import unavailable
 from http_fixture import start_server
-from pg_fixtures import conn_args, create_database
+from pg_fixtures import create_database
 
 PLAYBOOK = "playbooks/incident_response.yml"
 

@@ -5,13 +5,27 @@
 start it again once its data is back) and the stabilising step of incident first response (restart what is down
 or unhealthy, leave what is healthy alone). Plan, then apply: the plan is what check mode returns."""
 
-from ansible_collections.keel.ops.plugins.module_utils._errors import EngineError
+from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, EngineError
+from ansible_collections.keel.ops.plugins.module_utils._rollout.docker import connect_from_params
 from ansible_collections.keel.ops.plugins.module_utils._rollout.health import HealthGate
 from ansible_collections.keel.ops.plugins.module_utils._rollout.interfaces import HealthError
-from ansible_collections.keel.ops.plugins.module_utils._rollout.plan import HealthConfig
+from ansible_collections.keel.ops.plugins.module_utils._rollout.plan import HealthConfig, check_selector
 
 STATES = ("started", "stopped", "restarted", "healthy")
 PAST = {"start": "started", "stop": "stopped", "restart": "restarted"}
+
+
+def selected(params):
+    """The engine and the containers that the options of _argspecs.CONTAINERS select: in the order of `names` (stop
+    the app before its cache), or by name for `labels`. An empty selector, or labels that match nothing, is
+    refused."""
+    check_selector(params["names"], params["labels"])
+    engine = connect_from_params(params)
+    instances = engine.select(params["names"], params["labels"])
+    if not instances:
+        raise ConfigError("no container carries the labels %s on %s; check labels and docker_host"
+                          % (params["labels"], engine.docker_host))
+    return engine, instances if params["names"] else sorted(instances, key=lambda instance: instance.name)
 
 
 def action_for(state, wanted):
