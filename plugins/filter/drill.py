@@ -28,7 +28,8 @@ def dr_drill_report(sources, drill_id, host, objectives, times, history=None):
     if missing:
         raise AnsibleFilterError("dr_drill_report: objectives lack %s" % ", ".join(missing))
     report = drill.drill(drill_id, host, sources, objectives, times)
-    return {"drill": report, "history": drill.history_with(history, report), "markdown": drill.markdown(report),
+    return {"drill": report, "history": drill.history_with(history, drill.history_entry(report)),
+            "markdown": drill.markdown(report),
             "prometheus": drill.prometheus(report, time.time())}
 
 

@@ -7,7 +7,7 @@ import json
 import os
 import time
 
-from ansible_run import local_inventory, run_playbook
+from ansible_run import local_inventory, run_module, run_playbook
 from pg_fixtures import connect, fingerprints
 from test_restore_playbook import Site
 
@@ -65,9 +65,15 @@ def test_a_drill_proves_every_source_in_scratch_targets_and_keeps_its_history(tm
     assert 'keel_dr_drill_success{host="db1"} 1' in metrics
 
     time.sleep(1.1)  # drill ids have whole seconds
-    missed = run_playbook(PLAYBOOK, inventory, _drill_vars(site, dr_drill_rpo_objective=1))
+    missed = run_playbook(PLAYBOOK, inventory, _drill_vars(site, dr_drill_rpo_objective=1, dr_drill_pick="random"))
     assert missed.returncode != 0
     assert "RPO objective missed" in missed.stdout, missed.stdout[-3000:]
-    history = json.loads((tmp_path / "drills" / "history.json").read_text())
+    [second] = [p for p in (tmp_path / "drills").glob("dr-drill-*.json") if p != path]
+    picked = json.loads(second.read_text())["sources"]  # one backup per source in the window: that one
+    assert [s["error"] for s in picked] == [None, None, None], picked
+    assert [(s["backup_id"], s["result"]) for s in picked] == [(ids["postgres"], "passed"), (ids["redis"], "passed"),
+                                                               (ids["app-data"], "passed")]
+    history = json.loads((tmp_path / "repo" / "drills" / "db1.json").read_text())  # kept in the backup repository
     assert [entry["result"] for entry in history] == ["passed", "failed"]
+    assert run_module("dr_drill_history", {"repository": site.repo, "host": "db1"})["history"] == history
     assert 'keel_dr_drill_success{host="db1"} 0' in (tmp_path / "keel_dr_drill.prom").read_text()

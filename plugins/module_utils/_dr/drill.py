@@ -78,12 +78,20 @@ def drill(drill_id, host, sources, objectives, times):
             "met": met, "sources": list(sources), "failures": failures}
 
 
-def history_with(history, report):
-    """The drills so far plus this one, oldest first, the last HISTORY_KEPT."""
-    entry = {"id": report["id"], "started": report["started"], "result": report["result"],
-             "rto_seconds": report["measured"]["rto_seconds"], "rpo_seconds": report["measured"]["rpo_seconds"]}
-    kept = [item for item in history or [] if isinstance(item, dict) and item.get("id") != report["id"]]
-    return (kept + [entry])[-HISTORY_KEPT:]
+def history_entry(report):
+    """What the history keeps of a drill: enough for the dashboard's chart and table."""
+    return {"id": report["id"], "started": report["started"], "result": report["result"],
+            "rto_seconds": report["measured"]["rto_seconds"], "rpo_seconds": report["measured"]["rpo_seconds"]}
+
+
+def clean_history(history):
+    """The history is read from a repository: what is not a dict with an id is dropped."""
+    return [item for item in history or [] if isinstance(item, dict) and isinstance(item.get("id"), str)]
+
+
+def history_with(history, entry, keep=HISTORY_KEPT):
+    """The drills so far plus this one (replacing an earlier entry with its id), oldest first, the last `keep`."""
+    return ([item for item in clean_history(history) if item["id"] != entry["id"]] + [entry])[-keep:]
 
 
 def markdown(report):

@@ -45,8 +45,8 @@ def test_a_drill_with_nothing_measured_does_not_pass():
 def test_history_keeps_the_last_drills_once_each():
     report = drill.drill("d9", "db1", [drill.source_of("postgres", "db-shop", VERIFIED, LISTED, now=4600)],
                          OBJECTIVES, TIMES)
-    earlier = [{"id": "d%d" % i, "result": "passed"} for i in range(60)] + ["junk"]
-    history = drill.history_with(earlier, report)
+    earlier = [{"id": "d%d" % i, "result": "passed"} for i in range(60)] + ["junk", {"id": 7}]
+    history = drill.history_with(earlier, drill.history_entry(report))
     assert len(history) == drill.HISTORY_KEPT and history[-1]["id"] == "d9" and history[-1]["rto_seconds"] == 12.5
     assert [entry["id"] for entry in history].count("d9") == 1
 
