@@ -11,7 +11,7 @@ description:
   - Reads the history of the DR drills of O(host) from C(drills/<host>.json) in the repository and, given
     O(entry), appends it (replacing an earlier entry with the same id) and keeps the last O(keep).
   - The history lives beside the backups, so a drill run from a throw-away AWX container still charts the drills
-    before it. One object per host: hosts drilling at once never overwrite each other. The object is written
+    before it. One object per host, so hosts drilling at once never overwrite each other. The object is written
     whole and atomically; entries that are not drills are dropped, and an object that is not a JSON list is
     reported and started afresh.
 author:
