@@ -49,7 +49,8 @@ def module(name, args):
         os.chmod(handle.name, 0o600)
         json.dump({"ANSIBLE_MODULE_ARGS": args}, handle)
     try:
-        out = run([sys.executable, os.path.join(MODULES, name + ".py"), handle.name], what=name).stdout
+        env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, ".build"))  # the collection, linked by `make`
+        out = run([sys.executable, os.path.join(MODULES, name + ".py"), handle.name], env=env, what=name).stdout
     finally:
         os.unlink(handle.name)
     return json.loads(out)
