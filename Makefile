@@ -71,6 +71,9 @@ bench: collection
 	$(BIN)/python bench/pg_backup.py
 	$(BIN)/python bench/redis_snapshot.py
 	$(BIN)/python bench/rolling_update.py
+	$(BIN)/python bench/file_backup.py
+	$(BIN)/python bench/backup_copy.py
+	$(BIN)/python bench/disaster_recovery.py
 
 stack-stop:
 	-$(STACK) stop
