@@ -28,7 +28,7 @@ def recovery_report(prechecks, host, mode, parts=None, times=None, services=None
         raise AnsibleFilterError("recovery_report expects the list of pre-check outcomes, and times with started "
                                  "and finished (epoch seconds)")
     report = recovery.report(host, mode, prechecks, parts or [], times, services, health)
-    return dict(report, markdown=recovery.markdown(report),
+    return dict(report, markdown=recovery.markdown(report), confirmation=recovery.CONFIRMATION,
                 refusal=recovery.refusal(host, prechecks, confirm_variable))
 
 
