@@ -64,6 +64,12 @@ def pg_cases(files, port):
         ("pg_backup", dict(login, repository=files["repo"], database="db", state="absent"),
          "set at least one of keep_last"),
         ("pg_backup_info", {"repository": files["repo"], "labels": "not a dict"}, "labels"),
+        ("pg_maintenance", dict(login, database="db"), "cannot connect to PostgreSQL"),
+        ("pg_maintenance", dict(login, database="db", reindex_min_bloat=2), "reindex_min_bloat is 2.0; it must be from"),
+        ("pg_maintenance", dict(login, database="db", retention=[{"table": "t", "column": "at", "older_than_days": 0}]),
+         "older_than_days must be above 0"),
+        ("pg_maintenance", dict(login, database="db", retention=["t"]), "dictionary requested"),
+        ("pg_maintenance", dict(login, database="db", vacuum_full="t; DROP TABLE t"), "cannot connect"),
         ("pg_backup_info", {"repository": "ftp://example/x"}, "unsupported scheme ftp://"),
         ("pg_backup_info", {"repository": files["repo"], "since": "yesterday"}, "since must be an ISO 8601"),
     ]
