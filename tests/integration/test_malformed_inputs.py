@@ -109,6 +109,9 @@ def file_cases(files):
         ("backup_copy", dict(repo, kind="files", to_repository="s3://bucket/x", to_s3_region="no such region"),
          "is not a region name"),
         ("backup_location_info", {"repository": "ftp://example/x"}, "unsupported scheme ftp://"),
+        ("log_cleanup", {"paths": ["/var/log"], "older_than_days": -1}, "must not be negative"),
+        ("sqlite_maintenance", {"paths": ["/nonexistent/keel.db"]}, "/nonexistent/keel.db: no such file"),
+        ("sqlite_maintenance", {"paths": ["/tmp"], "steps": ["shrink"]}, "value of steps must be one or more of"),
     ]
 
 
@@ -125,6 +128,7 @@ def other_cases(port):
         ("rolling_update", {"docker_host": "tcp://127.0.0.1:%d" % port, "labels": {"app": "x"}, "image": "x",
                             "timeout": 2}, "cannot reach the container engine"),
         ("rolling_update", {"names": [], "image": "x"}, "names must list at least one container name"),
+        ("container_prune", {"docker_host": "unix:///nonexistent/docker.sock"}, "cannot reach the container engine"),
         ("rolling_update", {"labels": {}, "image": "x"}, "labels must give at least one label"),
     ]
 

@@ -140,7 +140,8 @@ def test_batched_retention_deletes_the_old_rows_and_leaves_the_newer(postgres, s
     assert sql(postgres, scratch, "SELECT what, count(*) FROM events GROUP BY 1") == [("new", 500)]
     again = maintain(postgres, scratch, **options)
     assert not again["changed"] and again["retention"][0]["deleted"] == 0
-    limited = maintain(postgres, scratch, **dict(options, retention=[dict(rule, older_than_days=0.5, max_rows=120)]))
+    options["retention"] = [dict(rule, older_than_days=0.5, max_rows=120)]
+    limited = maintain(postgres, scratch, **options)
     assert limited["retention"][0]["deleted"] == 120 and limited["retention"][0]["batches"] == 1
 
 

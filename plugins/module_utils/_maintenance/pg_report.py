@@ -37,9 +37,9 @@ def unused_indexes(indexes):
     """Valid indexes never scanned since the statistics were reset, other than unique, primary-key and constraint
     indexes (those do their work on every write, scanned or not)."""
     keys = ("schema", "name", "table", "bytes", "scans")
+    kept_anyway = ("unique", "primary", "backs_constraint")
     return [_pick(index, keys) for index in indexes
-            if index["valid"] and not index["scans"] and not (index["unique"] or index["primary"]
-                                                               or index["backs_constraint"])]
+            if index["valid"] and not index["scans"] and not any(index[key] for key in kept_anyway)]
 
 
 def largest(tables, top):

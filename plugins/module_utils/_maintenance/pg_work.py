@@ -55,13 +55,16 @@ def vacuum_plan(tables, min_dead_tuples, full=()):
     return sorted(plan, key=lambda item: -item["dead_tuples"])
 
 
+def _quoted(name):
+    return '"%s"' % name.replace('"', '""')
+
+
 def invalid_indexes(indexes):
     """Invalid indexes with what they are: a failed CREATE INDEX CONCURRENTLY, or the leftover of an interrupted
     REINDEX CONCURRENTLY; and the statement that removes one."""
     return [{"schema": index["schema"], "name": index["name"], "table": index["table"], "bytes": index["bytes"],
              "leftover": bool(LEFTOVER.search(index["name"])),
-             "cleanup": 'DROP INDEX CONCURRENTLY "%s"."%s";' % (index["schema"].replace('"', '""'),
-                                                               index["name"].replace('"', '""'))}
+             "cleanup": "DROP INDEX CONCURRENTLY %s.%s;" % (_quoted(index["schema"]), _quoted(index["name"]))}
             for index in indexes if not index["valid"]]
 
 
@@ -117,8 +120,7 @@ class Worker:
 
     def vacuum(self, item):
         options = sql.SQL("FULL, ANALYZE" if item["full"] else "ANALYZE")
-        statement = sql.SQL("VACUUM ({}) {}.{}").format(options, sql.Identifier(item["schema"]),
-                                                       sql.Identifier(item["table"]))
+        statement = sql.SQL("VACUUM ({}) {}").format(options, sql.Identifier(item["schema"], item["table"]))
         started = time.time()
         failure = self._attempt(statement)
         if failure:
@@ -128,8 +130,7 @@ class Worker:
         return dict(item, dead_tuples_after=after, seconds=round(time.time() - started, 3)), True
 
     def reindex(self, item, existing=()):
-        statement = sql.SQL("REINDEX INDEX CONCURRENTLY {}.{}").format(sql.Identifier(item["schema"]),
-                                                                       sql.Identifier(item["name"]))
+        statement = sql.SQL("REINDEX INDEX CONCURRENTLY {}").format(sql.Identifier(item["schema"], item["name"]))
         started = time.time()
         failure = self._attempt(statement)
         if failure:

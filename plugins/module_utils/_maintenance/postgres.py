@@ -22,8 +22,8 @@ def check_options(options):
                             ("vacuum_min_dead_tuples", 0, None), ("reindex_min_size_mb", 0.0, None)):
         value = options[name]
         if value < low or (high is not None and value > high):
-            raise ConfigError("%s is %s; it must be %s" % (name, value, "from %s to %s" % (low, high) if high is not None
-                                                             else "at least %s" % low))
+            wanted = "at least %s" % low if high is None else "from %s to %s" % (low, high)
+            raise ConfigError("%s is %s; it must be %s" % (name, value, wanted))
 
 
 def _apply(steps, run, done, skipped):

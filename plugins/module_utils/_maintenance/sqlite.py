@@ -48,6 +48,16 @@ def _take_exclusive(conn):
     return ""
 
 
+def _needed(conn, steps, reclaimable):
+    """The steps that would do something: VACUUM only with free pages to give back, ANALYZE after a VACUUM or where
+    no statistics exist yet, PRAGMA optimize always (it judges for itself, usually doing nothing). A second run
+    right after a first is then a no-op, as Ansible expects of a task."""
+    has_stats = conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'").fetchone()[0]
+    wanted = {"vacuum": reclaimable > 0, "optimize": True}
+    wanted["analyze"] = wanted["vacuum"] and "vacuum" in steps or not has_stats
+    return [step for step in steps if wanted.get(step)]
+
+
 def maintain(path, steps=STEPS, busy_timeout=5.0, check_mode=False):
     """Run `steps` on the database at `path`; returns what was found and done. Check mode runs integrity_check and
     estimates the space VACUUM would reclaim (the free pages), changing nothing."""
@@ -65,9 +75,10 @@ def maintain(path, steps=STEPS, busy_timeout=5.0, check_mode=False):
                     "integrity": str(error), "busy": None, "reclaimed": 0, "changed": False}
         if result["integrity"] not in (None, "ok"):
             return dict(result, size_after=before, reclaimed=0, changed=False)
-        writes = [step for step in steps if step != "integrity_check"]
+        writes = _needed(conn, steps, result["reclaimable"])
+        changes = bool(set(writes) - {"optimize"})
         if check_mode or not writes:
-            return dict(result, size_after=before, reclaimed=0, changed=bool(writes), would=writes)
+            return dict(result, size_after=before, reclaimed=0, changed=changes, would=writes)
         result["busy"] = _take_exclusive(conn) or None
         if result["busy"]:
             return dict(result, size_after=before, reclaimed=0, changed=False)
@@ -77,4 +88,4 @@ def maintain(path, steps=STEPS, busy_timeout=5.0, check_mode=False):
     finally:
         conn.close()
     after = _size(path)
-    return dict(result, size_after=after, reclaimed=max(before - after, 0), changed=True)
+    return dict(result, size_after=after, reclaimed=max(before - after, 0), changed=changes)

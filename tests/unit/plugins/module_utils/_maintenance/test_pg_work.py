@@ -57,8 +57,8 @@ def test_named_indexes_are_rebuilt_whatever_their_bloat_but_never_without_concur
 def test_invalid_indexes_say_whether_they_are_reindex_leftovers_and_how_to_remove_them():
     found = invalid_indexes([index("orders_v_ccnew", valid=False), index('odd"name', valid=False),
                              index("orders_v_ccold2", valid=False), index("fine")])
-    assert [(i["name"], i["leftover"]) for i in found] == [("orders_v_ccnew", True), ('odd"name', False),
-                                                          ("orders_v_ccold2", True)]
+    assert [(i["name"], i["leftover"]) for i in found] == [
+        ("orders_v_ccnew", True), ('odd"name', False), ("orders_v_ccold2", True)]
     assert found[1]["cleanup"] == 'DROP INDEX CONCURRENTLY "public"."odd""name";'
 
 

@@ -30,6 +30,14 @@ def test_vacuum_reclaims_the_free_pages_and_reports_them(tmp_path):
     assert db.execute("SELECT count(*) FROM sqlite_stat1").fetchone()[0] >= 1, "ANALYZE ran"
 
 
+def test_a_second_run_right_after_the_first_changes_nothing(tmp_path):
+    path = make_db(tmp_path / "clo.db")
+    maintain(path)
+    again = maintain(path)
+    assert again["changed"] is False and again["done"] == ["optimize"] and again["reclaimed"] == 0
+    assert maintain(path, check_mode=True)["would"] == ["optimize"]
+
+
 def test_check_mode_estimates_and_changes_nothing(tmp_path):
     path = make_db(tmp_path / "clo.db")
     with open(path, "rb") as handle:
