@@ -27,6 +27,38 @@ options:
     description: Return each slow command's arguments too (cut to 200 characters); they are the command's data.
     type: bool
     default: true
+  slowlog_after_id:
+    description:
+      - Return every slow log entry newer than this id instead of the newest O(slowlog), oldest first - the
+        RV(slowlog_last_id) of the last run, so a weekly report misses none and repeats none. After a server
+        restart (ids below this one) everything it holds counts as new.
+    type: int
+  doctor:
+    description: Ask C(MEMORY DOCTOR), and C(LATENCY DOCTOR) when the latency monitor is on, for their advice.
+    type: bool
+    default: false
+  bigkeys:
+    description:
+      - Find the biggest keys per type by a sampled C(SCAN), as C(redis-cli --bigkeys) does, bounded by
+        O(bigkeys_max_keys) and O(bigkeys_seconds).
+    type: bool
+    default: false
+  bigkeys_max_keys:
+    description: Keys to look at, at most.
+    type: int
+    default: 100000
+  bigkeys_seconds:
+    description: Seconds to spend scanning, at most.
+    type: float
+    default: 5
+  bigkeys_top:
+    description: Keys kept per type and by memory.
+    type: int
+    default: 5
+  bigkeys_db:
+    description: Database number to scan.
+    type: int
+    default: 0
 """
 
 EXAMPLES = r"""
@@ -59,10 +91,30 @@ keyspace:
   returned: always
   type: dict
 slowlog:
-  description: The newest slow log entries - C(id), C(time), C(microseconds), C(command), C(client).
+  description:
+    - The newest slow log entries (those after O(slowlog_after_id), when given) - C(id), C(time),
+      C(microseconds), C(command), C(client).
   returned: always
   type: list
   elements: dict
+slowlog_last_id:
+  description: The newest slow log id seen, to give as O(slowlog_after_id) next time; null before any entry.
+  returned: always
+  type: int
+slowlog_restarted:
+  description: The server's ids started again below O(slowlog_after_id) (it restarted).
+  returned: when O(slowlog_after_id) is given
+  type: bool
+doctor:
+  description: C(memory) and C(latency) advice (C(latency) null when the monitor is off), C(latency_monitor), C(fragmentation_ratio).
+  returned: when O(doctor) is true
+  type: dict
+bigkeys:
+  description:
+    - C(db), C(scanned) (keys), C(complete) (the whole keyspace seen), C(types) (keys per type), C(biggest) (per type,
+      the largest by length - C(key), C(type), C(length), C(unit), C(memory)) and C(by_memory) (largest by bytes).
+  returned: when O(bigkeys) is true
+  type: dict
 info:
   description:
     - Every field of C(INFO) as the server gives it.
@@ -76,6 +128,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.keel.ops.plugins.module_utils import _argspecs as specs
 from ansible_collections.keel.ops.plugins.module_utils._errors import module_failures
+from ansible_collections.keel.ops.plugins.module_utils._maintenance.redis import extra_info
 from ansible_collections.keel.ops.plugins.module_utils._redis.connection import Connection, Server
 from ansible_collections.keel.ops.plugins.module_utils._redis.info import server_info
 
@@ -83,6 +136,13 @@ ARGUMENT_SPEC = dict(
     specs.REDIS,
     slowlog=dict(type="int", default=10),
     slowlog_arguments=dict(type="bool", default=True),
+    slowlog_after_id=dict(type="int"),
+    doctor=dict(type="bool", default=False),
+    bigkeys=dict(type="bool", default=False),
+    bigkeys_max_keys=dict(type="int", default=100000),
+    bigkeys_seconds=dict(type="float", default=5),
+    bigkeys_top=dict(type="int", default=5),
+    bigkeys_db=dict(type="int", default=0),
 )
 
 
@@ -93,6 +153,7 @@ def main():
         server = Server(Connection.from_params(params))
         try:
             found = server_info(server, max(params["slowlog"], 0), params["slowlog_arguments"])
+            found.update(extra_info(server, found, params))
         finally:
             server.close()
         module.exit_json(changed=False, **found)

@@ -58,3 +58,50 @@ def test_redis_info_reports_memory_keys_hit_rate_and_the_slow_log(private_redis)
     assert private_redis["password"] not in str(found)
     without = run_module("redis_info", dict(args, slowlog_arguments=False))
     assert all(" " not in e["command"] for e in without["slowlog"])
+
+
+def test_redis_info_resumes_the_slow_log_asks_the_doctors_and_finds_the_biggest_keys(private_redis):
+    client = redis.Redis(host=private_redis["host"], port=private_redis["port"], password=private_redis["password"])
+    client.config_set("slowlog-log-slower-than", 0)
+    client.config_set("latency-monitor-threshold", 100)
+    client.rpush("queue:big", *range(500))
+    client.rpush("queue:small", 1, 2)
+    client.hset("user:1", mapping=dict(("f%d" % i, i) for i in range(50)))
+    client.set("blob", "x" * 20000)
+    for i in range(300):
+        client.set("k:%d" % i, i)
+    args = dict(login_host=private_redis["host"], login_port=private_redis["port"],
+                login_password=private_redis["password"])
+    first = run_module("redis_info", dict(args, doctor=True, bigkeys=True, bigkeys_top=2))
+    assert first.returncode == 0, first.get("msg")
+    assert first["doctor"]["latency_monitor"] is True and first["doctor"]["memory"] and first["doctor"]["latency"]
+    big = first["bigkeys"]
+    assert big["complete"] is True and big["scanned"] == 304 and big["types"] == {"list": 2, "hash": 1, "string": 301}
+    assert [k["key"] for k in big["biggest"]["list"]] == ["queue:big", "queue:small"]
+    assert big["biggest"]["list"][0]["length"] == 500 and big["biggest"]["string"][0]["key"] == "blob"
+    assert big["by_memory"][0]["key"] == "blob" and big["by_memory"][0]["memory"] > 20000
+    client.get("after-the-first-report")
+    resumed = run_module("redis_info", dict(args, slowlog_after_id=first["slowlog_last_id"]))
+    commands = [e["command"] for e in resumed["slowlog"]]
+    assert any(c == "GET after-the-first-report" for c in commands)
+    assert all(e["id"] > first["slowlog_last_id"] for e in resumed["slowlog"]) and not resumed["slowlog_restarted"]
+    bounded = run_module("redis_info", dict(args, bigkeys=True, bigkeys_max_keys=10))
+    assert bounded["bigkeys"]["scanned"] == 10 and bounded["bigkeys"]["complete"] is False
+
+
+def test_redis_flush_empties_only_the_confirmed_database(private_redis):
+    client = redis.Redis(host=private_redis["host"], port=private_redis["port"], password=private_redis["password"])
+    cache = redis.Redis(host=private_redis["host"], port=private_redis["port"], password=private_redis["password"], db=1)
+    client.set("keep", "1")
+    cache.mset({"page:1": "a", "page:2": "b"})
+    args = dict(login_host=private_redis["host"], login_port=private_redis["port"],
+                login_password=private_redis["password"], db=1)
+    refused = run_module("redis_flush", dict(args, confirm="flush db 0"))
+    assert refused["failed"] and "needs confirm: 'flush db 1'" in refused["msg"] and cache.dbsize() == 2
+    check = run_module("redis_flush", dict(args, confirm="flush db 1"), check_mode=True)
+    assert check["changed"] and check["keys"] == 2 and cache.dbsize() == 2
+    done = run_module("redis_flush", dict(args, confirm="flush db 1"))
+    assert done["changed"] and done["keys"] == 2
+    assert cache.dbsize() == 0  # ASYNC frees the memory in the background; the keys are gone at once and client.get("keep") == b"1"
+    again = run_module("redis_flush", dict(args, confirm="flush db 1"))
+    assert not again["changed"] and again["keys"] == 0

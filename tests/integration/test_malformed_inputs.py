@@ -88,6 +88,7 @@ def redis_cases(files, port):
         ("redis_snapshot", dict(login, repository=files["repo"], login_user="acl-user"), "login_password"),
         ("redis_snapshot", dict(login, repository="s3://bucket/x", s3_region="no such region"), "is not a region name"),
         ("redis_snapshot_info", {"repository": files["repo"], "limit": "many"}, "limit"),
+        ("redis_flush", dict(login, db=1, confirm="yes"), "needs confirm: 'flush db 1'"),
     ]
 
 

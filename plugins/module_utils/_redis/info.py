@@ -53,4 +53,5 @@ def server_info(server, slowlog=10, with_arguments=True):
     info = server.info()
     entries = slowlog_entries(server.call("reading the slow log", "SLOWLOG", "GET", str(slowlog)), with_arguments) \
         if slowlog else []
-    return dict(figures(info), slowlog=entries, info=dict((k, v) for k, v in info.items() if not isinstance(v, dict)))
+    return dict(figures(info), slowlog=entries, slowlog_last_id=max(entry["id"] for entry in entries) if entries else None,
+                info=dict((k, v) for k, v in info.items() if not isinstance(v, dict)))
