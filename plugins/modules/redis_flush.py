@@ -43,7 +43,7 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-keys:
+key_count:
   description: Keys the database held before (would lose).
   returned: always
   type: int
@@ -73,7 +73,7 @@ def main():
             keys = flush_db(server, params["db"], params["confirm"], module.check_mode)
         finally:
             server.close()
-        module.exit_json(changed=keys > 0, keys=keys, db=params["db"])
+        module.exit_json(changed=keys > 0, key_count=keys, db=params["db"])
 
 
 if __name__ == "__main__":

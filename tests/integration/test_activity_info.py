@@ -99,9 +99,9 @@ def test_redis_flush_empties_only_the_confirmed_database(private_redis):
     refused = run_module("redis_flush", dict(args, confirm="flush db 0"))
     assert refused["failed"] and "needs confirm: 'flush db 1'" in refused["msg"] and cache.dbsize() == 2
     check = run_module("redis_flush", dict(args, confirm="flush db 1"), check_mode=True)
-    assert check["changed"] and check["keys"] == 2 and cache.dbsize() == 2
+    assert check["changed"] and check["key_count"] == 2 and cache.dbsize() == 2
     done = run_module("redis_flush", dict(args, confirm="flush db 1"))
-    assert done["changed"] and done["keys"] == 2
+    assert done["changed"] and done["key_count"] == 2
     assert cache.dbsize() == 0  # ASYNC frees the memory in the background; the keys are gone at once and client.get("keep") == b"1"
     again = run_module("redis_flush", dict(args, confirm="flush db 1"))
-    assert not again["changed"] and again["keys"] == 0
+    assert not again["changed"] and again["key_count"] == 0

@@ -57,6 +57,16 @@ def check(conn, item):
         raise ConfigError("retention: %s is %s; it must be a timestamp or a date" % (where, row[0]))
 
 
+@translated("publish the statistics of the retention deletes")
+def publish_statistics(conn, server_major):
+    """Make this session's deletes count in pg_stat_user_tables before the vacuum plan reads it. A backend keeps
+    its counters to itself for up to a second, and counters flushed after VACUUM would be added back onto the
+    zero it leaves. From PostgreSQL 15 the flush can be forced; it happens once the session is idle, after this."""
+    if server_major >= 15:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_stat_force_next_flush()")
+
+
 @translated("apply a retention rule")
 def apply(conn, item, check_mode=False, sleep=time.sleep):
     """Rows older than the rule's cutoff: counted in check mode, else deleted in batches. Returns the rule with

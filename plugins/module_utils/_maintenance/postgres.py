@@ -41,6 +41,8 @@ def maintain(conn, options, check_mode=False):
     worker = Worker(conn, options["lock_timeout"])
     for item in rules:
         result["retention"].append(pg_retention.apply(conn, item, check_mode))
+    if any(rule["deleted"] for rule in result["retention"]):
+        pg_retention.publish_statistics(conn, server["major"])
     size_of_block = pg_stats.block_size(conn)
     tables = pg_stats.tables(conn, size_of_block)
     if options["vacuum"]:

@@ -143,6 +143,9 @@ class HAProxyLoadBalancer(LoadBalancer):
     def _servers(self):
         return parse_servers_state(self.api.command("show servers state %s" % self.backend), self.backend)
 
+    def server_names(self):
+        return sorted(self._servers())
+
     def preflight(self, servers):
         known = self._servers()
         missing = [name for name in servers if name not in known]
