@@ -27,6 +27,12 @@ CONTAINERS = dict(
 )
 CONTAINERS_RULES = dict(required_one_of=[("names", "labels")], mutually_exclusive=[("names", "labels")])
 
+# The audit trail of every module that changes something (_audit.py); documented by the keel.ops.audit fragment.
+AUDIT = dict(
+    audit_log=dict(type="str", fallback=(env_fallback, ["KEEL_OPS_AUDIT_LOG"])),
+    audit_actor=dict(type="str", fallback=(env_fallback, ["KEEL_OPS_AUDIT_ACTOR"])),
+)
+
 REPOSITORY = dict(
     repository=dict(type="str", required=True),
     source=dict(type="str"),

@@ -11,6 +11,8 @@ import contextlib
 import os
 import traceback
 
+from ansible_collections.keel.ops.plugins.module_utils import _audit
+
 
 class KeelError(Exception):
     """Base class: the message is user-facing."""
@@ -78,7 +80,9 @@ def unexpected_message(context, error):
 def module_failures(module, context):
     """A module's main body runs inside this: a KeelError becomes fail_json with its message, and anything else
     (a bug) becomes fail_json saying what was being done, so the user always gets JSON, never a bare traceback.
+    A module with an audit_log option leaves its audit entry on the way out (_audit.watch).
     fail_json and exit_json end the process with SystemExit, which passes through."""
+    _audit.watch(module, context.split(" ", 1)[0])
     try:
         yield
     except KeelError as error:

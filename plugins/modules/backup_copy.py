@@ -24,6 +24,7 @@ description:
 author:
   - keel.ops maintainers (@keel-ops)
 extends_documentation_fragment:
+  - keel.ops.audit
   - keel.ops.attributes
   - keel.ops.repository
   - keel.ops.retention
@@ -159,6 +160,7 @@ from ansible_collections.keel.ops.plugins.module_utils import _argspecs as specs
 from ansible_collections.keel.ops.plugins.module_utils._backup import copy, lifecycle
 
 ARGUMENT_SPEC = specs.merged(
+    specs.AUDIT,
     specs.REPOSITORY, specs.DESTINATION, specs.RETENTION,
     kind=dict(type="str", required=True, choices=["postgres", "redis", "files"]),
     backup_id=dict(type="str", default="latest"),

@@ -18,6 +18,7 @@ description:
 author:
   - keel.ops maintainers (@keel-ops)
 extends_documentation_fragment:
+  - keel.ops.audit
   - keel.ops.attributes
   - keel.ops.docker
 attributes:
@@ -100,6 +101,7 @@ from ansible_collections.keel.ops.plugins.module_utils._rollout.docker import co
 
 ARGUMENT_SPEC = dict(
     specs.DOCKER,
+    **specs.AUDIT,
     containers=dict(type="bool", default=True),
     images=dict(type="bool", default=True),
     older_than_hours=dict(type="float", default=24),

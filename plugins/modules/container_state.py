@@ -18,6 +18,7 @@ description:
 author:
   - keel.ops maintainers (@keel-ops)
 extends_documentation_fragment:
+  - keel.ops.audit
   - keel.ops.attributes
   - keel.ops.docker
   - keel.ops.docker.containers
@@ -107,6 +108,7 @@ from ansible_collections.keel.ops.plugins.module_utils._rollout.containers impor
 
 ARGUMENT_SPEC = dict(
     specs.CONTAINERS,
+    **specs.AUDIT,
     state=dict(type="str", choices=list(STATES), required=True),
     stop_timeout=dict(type="int", default=10),
     wait_timeout=dict(type="float", default=60),

@@ -17,6 +17,7 @@ description:
 author:
   - keel.ops maintainers (@keel-ops)
 extends_documentation_fragment:
+  - keel.ops.audit
   - keel.ops.attributes
   - keel.ops.repository
 attributes:
@@ -77,6 +78,7 @@ from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigErro
 
 ARGUMENT_SPEC = dict(
     specs.REPOSITORY,
+    **specs.AUDIT,
     host=dict(type="str", required=True),
     entry=dict(type="dict"),
     keep=dict(type="int", default=50),

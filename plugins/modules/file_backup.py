@@ -43,6 +43,7 @@ description:
 author:
   - keel.ops maintainers (@keel-ops)
 extends_documentation_fragment:
+  - keel.ops.audit
   - keel.ops.attributes
   - keel.ops.repository
   - keel.ops.encryption
@@ -316,6 +317,7 @@ from ansible_collections.keel.ops.plugins.module_utils._files import backup, res
 from ansible_collections.keel.ops.plugins.module_utils._files.selection import SQLITE_PATTERNS
 
 ARGUMENT_SPEC = specs.merged(
+    specs.AUDIT,
     specs.REPOSITORY, specs.ENCRYPTION, specs.RETENTION, specs.BACKUP,
     state=dict(type="str", choices=["present", "restored", "verified", "absent"], default="present"),
     paths=dict(type="list", elements="path"),

@@ -19,6 +19,7 @@ description:
 author:
   - keel.ops maintainers (@keel-ops)
 extends_documentation_fragment:
+  - keel.ops.audit
   - keel.ops.attributes
 attributes:
   check_mode:
@@ -91,11 +92,13 @@ changed_servers:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.keel.ops.plugins.module_utils import _argspecs as specs
 from ansible_collections.keel.ops.plugins.module_utils._errors import module_failures
 from ansible_collections.keel.ops.plugins.module_utils._maintenance.haproxy import enter, leave
 from ansible_collections.keel.ops.plugins.module_utils._rollout.haproxy import HAProxyLoadBalancer, RuntimeAPI
 
 ARGUMENT_SPEC = dict(
+    specs.AUDIT,
     socket=dict(type="str", required=True),
     backend=dict(type="str", required=True),
     servers=dict(type="list", elements="str", default=[]),

@@ -16,6 +16,7 @@ description:
 author:
   - keel.ops maintainers (@keel-ops)
 extends_documentation_fragment:
+  - keel.ops.audit
   - keel.ops.attributes
 attributes:
   check_mode:
@@ -96,10 +97,12 @@ errors:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.keel.ops.plugins.module_utils import _argspecs as specs
 from ansible_collections.keel.ops.plugins.module_utils._errors import module_failures
 from ansible_collections.keel.ops.plugins.module_utils._maintenance.files import DEFAULT_PATTERNS, cleanup
 
 ARGUMENT_SPEC = dict(
+    specs.AUDIT,
     paths=dict(type="list", elements="path", required=True),
     older_than_days=dict(type="float", default=7),
     patterns=dict(type="list", elements="str", default=list(DEFAULT_PATTERNS)),

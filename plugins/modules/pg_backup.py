@@ -24,6 +24,7 @@ description:
 author:
   - keel.ops maintainers (@keel-ops)
 extends_documentation_fragment:
+  - keel.ops.audit
   - keel.ops.attributes
   - keel.ops.repository
   - keel.ops.postgres
@@ -302,6 +303,7 @@ from ansible_collections.keel.ops.plugins.module_utils._backup import lifecycle
 from ansible_collections.keel.ops.plugins.module_utils._postgres import logical, restore
 
 ARGUMENT_SPEC = specs.merged(
+    specs.AUDIT,
     specs.REPOSITORY, specs.POSTGRES, specs.ENCRYPTION, specs.RETENTION, specs.BACKUP,
     state=dict(type="str", choices=["present", "restored", "verified", "absent"], default="present"),
     scope=dict(type="str", choices=["database", "cluster", "globals"], default="database"),

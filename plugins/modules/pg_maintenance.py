@@ -24,6 +24,7 @@ description:
 author:
   - keel.ops maintainers (@keel-ops)
 extends_documentation_fragment:
+  - keel.ops.audit
   - keel.ops.attributes
   - keel.ops.postgres
 attributes:
@@ -231,6 +232,7 @@ RETENTION_RULE = dict(
 
 ARGUMENT_SPEC = dict(
     specs.POSTGRES,
+    **specs.AUDIT,
     database=dict(type="str", required=True),
     vacuum=dict(type="bool", default=True),
     vacuum_min_dead_tuples=dict(type="int", default=1000),

@@ -14,6 +14,7 @@ description:
 author:
   - keel.ops maintainers (@keel-ops)
 extends_documentation_fragment:
+  - keel.ops.audit
   - keel.ops.attributes
   - keel.ops.redis
 attributes:
@@ -58,6 +59,7 @@ from ansible_collections.keel.ops.plugins.module_utils._redis.connection import 
 
 ARGUMENT_SPEC = dict(
     specs.REDIS,
+    **specs.AUDIT,
     db=dict(type="int", required=True),
     confirm=dict(type="str", required=True),
 )

@@ -63,6 +63,7 @@ description:
 author:
   - keel.ops maintainers (@keel-ops)
 extends_documentation_fragment:
+  - keel.ops.audit
   - keel.ops.redis
   - keel.ops.attributes
   - keel.ops.repository
@@ -356,6 +357,7 @@ from ansible_collections.keel.ops.plugins.module_utils._backup import lifecycle
 from ansible_collections.keel.ops.plugins.module_utils._redis import restore, snapshot
 
 ARGUMENT_SPEC = specs.merged(
+    specs.AUDIT,
     specs.REPOSITORY, specs.REDIS, specs.ENCRYPTION, specs.RETENTION, specs.BACKUP,
     state=dict(type="str", choices=["present", "restored", "verified", "absent"], default="present"),
     snapshot_method=dict(type="str", choices=["bgsave", "replication"], default="bgsave"),

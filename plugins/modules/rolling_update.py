@@ -44,6 +44,7 @@ description:
 author:
   - keel.ops maintainers (@keel-ops)
 extends_documentation_fragment:
+  - keel.ops.audit
   - keel.ops.attributes
   - keel.ops.docker
 attributes:
@@ -522,6 +523,7 @@ LOAD_BALANCER_OPTIONS = dict(
 
 ARGUMENT_SPEC = dict(
     specs.DOCKER,
+    **specs.AUDIT,
     names=dict(type="list", elements="str", aliases=["containers"]),
     labels=dict(type="dict"),
     image=dict(type="str", required=True),

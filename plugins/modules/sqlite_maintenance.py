@@ -17,6 +17,7 @@ description:
 author:
   - keel.ops maintainers (@keel-ops)
 extends_documentation_fragment:
+  - keel.ops.audit
   - keel.ops.attributes
 attributes:
   check_mode:
@@ -83,10 +84,12 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.keel.ops.plugins.module_utils import _argspecs as specs
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, module_failures
 from ansible_collections.keel.ops.plugins.module_utils._maintenance.sqlite import STEPS, maintain
 
 ARGUMENT_SPEC = dict(
+    specs.AUDIT,
     paths=dict(type="list", elements="path", required=True),
     steps=dict(type="list", elements="str", choices=list(STEPS), default=list(STEPS)),
     busy_timeout=dict(type="float", default=5),

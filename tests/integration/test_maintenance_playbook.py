@@ -89,6 +89,11 @@ def history(tmp_path, host="db1"):
     return sorted(os.listdir(str(folder))) if folder.exists() else []
 
 
+def audit_lines(tmp_path):
+    with open(str(tmp_path / "audit.jsonl")) as handle:
+        return [json.loads(line) for line in handle]
+
+
 def test_the_window_guard_refuses_outside_the_window_and_changes_nothing(tmp_path, postgres, database):
     logs = old_logs(tmp_path / "logs")
     run = run_playbook(PLAYBOOK, local_inventory(tmp_path), weekly_vars(tmp_path, postgres, database,
@@ -114,7 +119,8 @@ def test_a_weekly_run_maintains_reports_into_the_history_and_the_next_run_compar
                          maintenance_redis_login_host=private_redis["host"],
                          maintenance_redis_login_port=private_redis["port"],
                          maintenance_redis_login_password=private_redis["password"],
-                         maintenance_repository=repo, maintenance_verify_backups=[{"kind": "postgres", "source": database}])
+                         maintenance_repository=repo, maintenance_verify_backups=[{"kind": "postgres", "source": database}],
+                         maintenance_audit_log=str(tmp_path / "audit.jsonl"), maintenance_audit_actor="alice")
     first = run_playbook(PLAYBOOK, local_inventory(tmp_path), values)
     assert first.returncode == 0, first.stdout[-4000:]
     assert postgres["password"] not in first.stdout and private_redis["password"] not in first.stdout
@@ -131,6 +137,16 @@ def test_a_weekly_run_maintains_reports_into_the_history_and_the_next_run_compar
     assert rows(postgres, database, "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'events'") == [(0,)]
     assert report["logs"]["count"] == 2 and not (logs / "worker.log").exists() and (logs / "app.log").exists()
     assert [b["status"] for b in report["backups"]] == ["verified"]
+    trail = audit_lines(tmp_path)
+    # one line per changing task: retention and vacuum, the old logs, the verified backup's record
+    assert sorted(line["module"] for line in trail) == [
+        "keel.ops.log_cleanup", "keel.ops.pg_backup", "keel.ops.pg_maintenance"]
+    assert all(line["actor"] == "alice" and line["result"] == "changed" for line in trail)
+    assert [line["target"]["database"] for line in trail if line["module"] == "keel.ops.pg_maintenance"] == [database]
+    text = (tmp_path / "audit.jsonl").read_text()
+    assert postgres["password"] not in text and private_redis["password"] not in text
+    taken_entries = os.listdir(os.path.join(repo, "audit"))  # the backup itself, audited into its repository
+    assert len(taken_entries) == 1
     first_slowlog_id = report["redis"]["slowlog_last_id"]
     assert first_slowlog_id is not None and private_redis["password"] not in json.dumps(report)
 
@@ -142,6 +158,8 @@ def test_a_weekly_run_maintains_reports_into_the_history_and_the_next_run_compar
     assert again["postgres"][0]["growth_bytes"] is not None and again["postgres"][0]["retention_deleted"] == 0
     assert again["redis"]["slowlog_last_id"] > first_slowlog_id
     assert len([f for f in history(tmp_path) if f.endswith(".json") and f != "latest.json"]) == 2
+    # nothing left to delete, vacuum or remove: only the new verification record changed something
+    assert [line["module"] for line in audit_lines(tmp_path)[len(trail):]] == ["keel.ops.pg_backup"]
 
 
 # --------------------------------------------------------------------------------------------------------
