@@ -60,8 +60,11 @@ def _os_user():
 
 
 def destination(params):
-    """Where this task's entry goes: its audit_log, else a backup module's own repository, else nowhere."""
-    return params.get("audit_log") or params.get("repository") or None
+    """(where, is_repository) of this task's entry: its audit_log, else a backup module's own repository (a
+    repository even before its directory exists), else (None, False)."""
+    if params.get("audit_log"):
+        return params["audit_log"], is_repository(params["audit_log"])
+    return (params["repository"], True) if params.get("repository") else (None, False)
 
 
 def append_line(path, item):
@@ -97,9 +100,9 @@ def open_repository(where, params):
     return open_storage(where, s3_options(params))
 
 
-def write(where, item, params):
-    """Write `item` where `where` says: into a repository as an object of its own, or as a line of a file."""
-    if is_repository(where):
+def write(where, repository, item, params):
+    """Write `item` into a repository as an object of its own, or as a line of a file."""
+    if repository:
         open_repository(where, params).put(object_key(item), (json.dumps(item, sort_keys=True) + "\n").encode("utf-8"))
     else:
         append_line(where, item)
@@ -114,11 +117,11 @@ def watch(module, module_name):
     exit_json, fail_json = module.exit_json, module.fail_json
 
     def record(result, outcome):
-        where = destination(params)
+        where, repository = destination(params)
         if not where or module.check_mode:
             return
         try:
-            write(where, entry(module_name, params, result, outcome), params)
+            write(where, repository, entry(module_name, params, result, outcome), params)
         except Exception as error:  # pylint: disable=broad-except  # never lose the task's own result to the audit
             module.warn("the audit entry could not be written to %s: %s" % (mask_url(where), error))
 

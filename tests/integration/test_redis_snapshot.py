@@ -526,7 +526,10 @@ def test_bgsave_refuses_an_rdb_it_cannot_prove_is_the_servers(redis_bin, redis_f
     os.utime(dump, (soon, soon))
     refused = snap(remote, repo)
     assert refused.returncode == 1 and "repl-id" in refused["msg"], refused.get("msg")
-    assert info(repo)["count"] == 0 and not [f for _r, _d, names in os.walk(repo) for f in names]
+    # nothing but the audit entries of the two refusals
+    assert info(repo)["count"] == 0 and not [f for root, _d, names in os.walk(repo) for f in names
+                                             if not os.path.relpath(root, repo).startswith("audit")]
+    assert len([f for _r, _d, names in os.walk(os.path.join(repo, "audit")) for f in names]) == 2
 
     # The same file is the local server's own: proven, and taken.
     taken = snap(local, repo)

@@ -52,7 +52,9 @@ def test_repository_entries_are_objects_of_their_own_under_audit_by_day():
     assert _audit.object_key(item) != key
 
 
-def test_backup_modules_audit_into_their_repository_unless_told_otherwise():
-    assert _audit.destination({"repository": "/srv/backups"}) == "/srv/backups"
-    assert _audit.destination({"repository": "/srv/backups", "audit_log": "/var/log/keel.jsonl"}) == "/var/log/keel.jsonl"
-    assert _audit.destination({}) is None
+def test_backup_modules_audit_into_their_repository_unless_told_otherwise(tmp_path):
+    assert _audit.destination({"repository": "/srv/not-made-yet"}) == ("/srv/not-made-yet", True)
+    assert _audit.destination({"repository": "/srv/b", "audit_log": "/var/log/keel.jsonl"}) == ("/var/log/keel.jsonl", False)
+    assert _audit.destination({"audit_log": str(tmp_path)}) == (str(tmp_path), True)
+    assert _audit.destination({"audit_log": "s3://bucket/trail"}) == ("s3://bucket/trail", True)
+    assert _audit.destination({}) == (None, False)
