@@ -17,7 +17,7 @@ options:
       - A file path gets one JSON line appended per entry. A repository (an existing directory, C(file:///path) or
         C(s3://bucket/prefix), with the task's S3 options) gets one object per entry under C(audit/<day>/), so
         any number of hosts can write at once; keel.ops.security_audit summarises it.
-      - Backup modules write into their own O(repository) when this is unset; others write nothing then. Set it
+      - Backup modules write into their own C(repository) when this is unset; others write nothing then. Set it
         for a whole play with C(module_defaults) on C(group/keel.ops.audit), or the C(KEEL_OPS_AUDIT_LOG)
         environment variable.
     type: str

@@ -59,12 +59,19 @@ def _os_user():
         return "uid %d" % os.getuid()
 
 
+def _usable(where):
+    return where.startswith(REPOSITORY_SCHEMES) or os.path.isabs(where)
+
+
 def destination(params):
     """(where, is_repository) of this task's entry: its audit_log, else a backup module's own repository (a
-    repository even before its directory exists), else (None, False)."""
+    repository even before its directory exists), else (None, False). A relative repository is the module's own
+    error to report, never a place to write to."""
     if params.get("audit_log"):
         return params["audit_log"], is_repository(params["audit_log"])
-    return (params["repository"], True) if params.get("repository") else (None, False)
+    if params.get("repository") and _usable(params["repository"]):
+        return params["repository"], True
+    return None, False
 
 
 def append_line(path, item):
@@ -114,6 +121,9 @@ def watch(module, module_name):
     if "audit_log" not in getattr(module, "argument_spec", {}):
         return
     params = module.params
+    if params.get("audit_log") and not _usable(params["audit_log"]):
+        module.fail_json(msg="%s: audit_log %s is relative; give an absolute file path, file:///path or "
+                         "s3://bucket/prefix" % (module_name, params["audit_log"]))
     exit_json, fail_json = module.exit_json, module.fail_json
 
     def record(result, outcome):

@@ -111,6 +111,7 @@ def file_cases(files):
          "is not a region name"),
         ("backup_location_info", {"repository": "ftp://example/x"}, "unsupported scheme ftp://"),
         ("log_cleanup", {"paths": ["/var/log"], "older_than_days": -1}, "must not be negative"),
+        ("log_cleanup", {"paths": ["/var/log"], "audit_log": "audit.jsonl"}, "audit_log audit.jsonl is relative"),
         ("sqlite_maintenance", {"paths": ["/nonexistent/keel.db"]}, "/nonexistent/keel.db: no such file"),
         ("sqlite_maintenance", {"paths": ["/tmp"], "steps": ["shrink"]}, "value of steps must be one or more of"),
     ]

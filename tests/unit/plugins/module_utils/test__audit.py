@@ -58,3 +58,4 @@ def test_backup_modules_audit_into_their_repository_unless_told_otherwise(tmp_pa
     assert _audit.destination({"audit_log": str(tmp_path)}) == (str(tmp_path), True)
     assert _audit.destination({"audit_log": "s3://bucket/trail"}) == ("s3://bucket/trail", True)
     assert _audit.destination({}) == (None, False)
+    assert _audit.destination({"repository": "relative/dir"}) == (None, False)
