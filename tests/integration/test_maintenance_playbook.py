@@ -113,6 +113,7 @@ def test_a_weekly_run_maintains_reports_into_the_history_and_the_next_run_compar
     cache.config_set("slowlog-log-slower-than", 0)
     cache.set("greeting", "hello")
     repo = str(tmp_path / "repo")
+    web = start_server()
     taken = run_module("pg_backup", dict(conn_args(postgres), repository=repo, database=database, source=database))
     assert taken.returncode == 0, taken.get("msg")
     values = weekly_vars(tmp_path, postgres, database, maintenance_redis_enabled=True,
@@ -120,7 +121,8 @@ def test_a_weekly_run_maintains_reports_into_the_history_and_the_next_run_compar
                          maintenance_redis_login_port=private_redis["port"],
                          maintenance_redis_login_password=private_redis["password"],
                          maintenance_repository=repo, maintenance_verify_backups=[{"kind": "postgres", "source": database}],
-                         maintenance_audit_log=str(tmp_path / "audit.jsonl"), maintenance_audit_actor="alice")
+                         maintenance_audit_log=str(tmp_path / "audit.jsonl"), maintenance_audit_actor="alice",
+                         maintenance_notify_webhook_url=web.url("/hook"))
     first = run_playbook(PLAYBOOK, local_inventory(tmp_path), values)
     assert first.returncode == 0, first.stdout[-4000:]
     assert postgres["password"] not in first.stdout and private_redis["password"] not in first.stdout
@@ -147,6 +149,9 @@ def test_a_weekly_run_maintains_reports_into_the_history_and_the_next_run_compar
     assert postgres["password"] not in text and private_redis["password"] not in text
     taken_entries = os.listdir(os.path.join(repo, "audit"))  # the backup itself, audited into its repository
     assert len(taken_entries) == 1
+    posted = [json.loads(post["body"]) for post in web.posts]  # announced before and after
+    assert [post["subject"] for post in posted][0] == "keel.ops weekly maintenance of db1 starts"
+    assert len(posted) == 2 and posted[1]["subject"].startswith("keel.ops weekly maintenance of db1: ok")
     first_slowlog_id = report["redis"]["slowlog_last_id"]
     assert first_slowlog_id is not None and private_redis["password"] not in json.dumps(report)
 
@@ -253,3 +258,22 @@ def test_the_backend_is_back_in_service_after_a_failing_step_and_a_server_taken_
     now = states(haproxy["socket"])
     assert now["web1"][1] == "0" and now["web2"][1] == "0" and now["spare"][1] != "0"
     assert damaged.read_bytes().endswith(b"\xff" * 100)
+
+
+def test_the_monthly_run_reports_pending_updates_without_applying_them_in_its_own_window(tmp_path):
+    if not shutil.which("apt-get"):
+        unavailable("the updates step needs apt (Debian, Ubuntu)")
+    values = {"maintenance_hosts": "all", "maintenance_now": "2026-12-06T01:30:00Z",  # the first Sunday, 01:00-05:00
+              "maintenance_report_dir": str(tmp_path / "history"), "monthly_maintenance_steps": ["updates"],
+              "maintenance_updates_update_cache": False}
+    run = run_playbook("playbooks/monthly_maintenance.yml", local_inventory(tmp_path), values)
+    assert run.returncode == 0, run.stdout[-4000:]
+    report = json.loads((tmp_path / "history" / "db1" / "latest.json").read_text())
+    assert report["run"]["kind"] == "monthly" and report["run"]["window"]["window"] == "monthly"
+    assert report["run"]["finished_inside"] is True and report["steps"] == [{"step": "updates", "status": "ok"}]
+    updates = report["updates"]
+    assert updates["applied"] is False and isinstance(updates["reboot_required"], bool)
+    assert all(set(item) == {"package", "installed", "candidate", "security"} for item in updates["pending"])
+    weekly_window = run_playbook("playbooks/monthly_maintenance.yml", local_inventory(tmp_path),
+                                 dict(values, maintenance_now="2026-12-13T01:30:00Z"))  # the second Sunday
+    assert weekly_window.returncode != 0 and "the next (monthly) opens 2027-01-03T01:00:00Z" in weekly_window.stdout
