@@ -74,6 +74,7 @@ bench: collection
 	$(BIN)/python bench/file_backup.py
 	$(BIN)/python bench/backup_copy.py
 	$(BIN)/python bench/disaster_recovery.py
+	$(BIN)/python bench/maintenance.py
 
 stack-stop:
 	-$(STACK) stop

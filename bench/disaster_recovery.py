@@ -23,37 +23,15 @@ import os
 import platform
 import shutil
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
 
-from harness import BenchError, measure_rounds  # bench/, beside this script
+from harness import BenchError, measure_rounds, module, run  # bench/, beside this script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
 RESULTS = os.path.join(ROOT, "bench", "results", "disaster_recovery.json")
-MODULES = os.path.join(ROOT, "plugins", "modules")
-
-
-def run(argv, env=None, what=None):
-    proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
-    if proc.returncode != 0:
-        raise BenchError("%s failed: %s" % (what or argv[0], (proc.stderr or proc.stdout)[-1500:]))
-    return proc
-
-
-def module(name, args):
-    """Run a keel module as Ansible would (arguments in a 0600 JSON file)."""
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
-        os.chmod(handle.name, 0o600)
-        json.dump({"ANSIBLE_MODULE_ARGS": args}, handle)
-    try:
-        env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, ".build"))  # the collection, linked by `make`
-        out = run([sys.executable, os.path.join(MODULES, name + ".py"), handle.name], env=env, what=name).stdout
-    finally:
-        os.unlink(handle.name)
-    return json.loads(out)
 
 
 class Site:

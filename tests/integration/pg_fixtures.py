@@ -1,5 +1,6 @@
 """A PostgreSQL database worth backing up, and the fingerprints that prove a restore reproduced it."""
 
+import contextlib
 import os
 import uuid
 
@@ -52,6 +53,21 @@ FINGERPRINT_SQL = """
 SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind = 'r' AND n.nspname IN ('public', 'sales', 'audit') ORDER BY 1, 2
 """
+
+
+@contextlib.contextmanager
+def scratch_database(pg, prefix):
+    """A database of a test's own, named `prefix` and a random suffix, dropped afterwards."""
+    name = "%s_%s" % (prefix, uuid.uuid4().hex[:8])
+    admin = connect(pg)
+    with admin.cursor() as cur:
+        cur.execute('CREATE DATABASE "%s"' % name)
+    try:
+        yield name
+    finally:
+        with admin.cursor() as cur:
+            cur.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
+        admin.close()
 
 
 def connect(pg, database=None):

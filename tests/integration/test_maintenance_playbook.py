@@ -9,14 +9,14 @@ import shutil
 import socket
 import subprocess
 import time
-import uuid
 
+import haproxy_admin
 import pytest
 import redis
 from ansible_run import local_inventory, run_module, run_playbook
 from conftest import unavailable
 from http_fixture import start_server
-from pg_fixtures import conn_args, connect
+from pg_fixtures import conn_args, connect, scratch_database
 
 PLAYBOOK = "playbooks/weekly_maintenance.yml"
 SUNDAY_IN_WINDOW = "2026-12-06T02:30:00Z"
@@ -26,23 +26,16 @@ DAY = 86400
 
 @pytest.fixture
 def database(postgres):
-    name = "keel_weekly_%s" % uuid.uuid4().hex[:8]
-    admin = connect(postgres)
-    with admin.cursor() as cur:
-        cur.execute('CREATE DATABASE "%s"' % name)
-    conn = connect(postgres, name)
-    with conn.cursor() as cur:
-        cur.execute("CREATE TABLE events (id serial PRIMARY KEY, at timestamptz NOT NULL) WITH (autovacuum_enabled = false)")
-        cur.execute("INSERT INTO events (at) SELECT now() - interval '60 days' FROM generate_series(1, 3000)")
-        cur.execute("INSERT INTO events (at) SELECT now() FROM generate_series(1, 700)")
-        cur.execute("UPDATE events SET at = at + interval '1 second' WHERE id > 3000")
-    conn.close()
-    try:
+    with scratch_database(postgres, "keel_weekly") as name:
+        conn = connect(postgres, name)
+        with conn.cursor() as cur:
+            cur.execute("CREATE TABLE events (id serial PRIMARY KEY, at timestamptz NOT NULL) "
+                        "WITH (autovacuum_enabled = false)")
+            cur.execute("INSERT INTO events (at) SELECT now() - interval '60 days' FROM generate_series(1, 3000)")
+            cur.execute("INSERT INTO events (at) SELECT now() FROM generate_series(1, 700)")
+            cur.execute("UPDATE events SET at = at + interval '1 second' WHERE id > 3000")
+        conn.close()
         yield name
-    finally:
-        with admin.cursor() as cur:
-            cur.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
-        admin.close()
 
 
 def old_logs(root):
@@ -206,7 +199,7 @@ backend app
     process = subprocess.Popen([binary, "-db", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         for _attempt in range(100):
-            if os.path.exists(admin) and all(state == ("2", "0") for state in states(admin).values()):
+            if os.path.exists(admin) and all(state == ("2", "0") for state in haproxy_admin.server_states(admin).values()):
                 break
             time.sleep(0.1)
         else:
@@ -218,29 +211,9 @@ backend app
         app.shutdown()
 
 
-def admin_command(path, command):
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.settimeout(5)
-        sock.connect(path)
-        sock.sendall(command.encode() + b"\n")
-        chunks = []
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return b"".join(chunks).decode()
-            chunks.append(chunk)
-
-
-def states(path):
-    """server -> (operational state, admin state); ('2', '0') is up and in service."""
-    lines = admin_command(path, "show servers state app").splitlines()
-    found = [line.split() for line in lines if line and not line.startswith("#") and len(line.split()) > 6]
-    return dict((row[3], (row[5], row[6])) for row in found)
-
-
 def test_the_backend_is_back_in_service_after_a_failing_step_and_a_server_taken_out_before_stays_out(
         tmp_path, haproxy, postgres, database):
-    admin_command(haproxy["socket"], "set server app/spare state maint")  # an operator's doing
+    haproxy_admin.admin(haproxy["socket"], "set server app/spare state maint")  # an operator's doing
     old_logs(tmp_path / "logs")
     damaged = tmp_path / "state.db"
     damaged.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4000)
@@ -255,7 +228,7 @@ def test_the_backend_is_back_in_service_after_a_failing_step_and_a_server_taken_
     assert [(s["step"], s["status"]) for s in report["steps"]] == [("logs", "ok"), ("sqlite", "failed")]
     assert report["maintenance_mode"] == {"servers": ["web1", "web2"], "back_in_service": ["web1", "web2"],
                                           "checks": "healthy"}
-    now = states(haproxy["socket"])
+    now = haproxy_admin.server_states(haproxy["socket"])
     assert now["web1"][1] == "0" and now["web2"][1] == "0" and now["spare"][1] != "0"
     assert damaged.read_bytes().endswith(b"\xff" * 100)
 

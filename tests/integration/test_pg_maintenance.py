@@ -3,26 +3,17 @@ concurrently that stays valid and used, invalid indexes reported and left alone,
 newer rows, a locked table skipped rather than waited on, and the report."""
 
 import time
-import uuid
 
 import pytest
 from ansible_run import run_module
-from pg_fixtures import conn_args, connect
+from pg_fixtures import conn_args, connect, scratch_database
 
 
 @pytest.fixture
 def scratch(postgres):
-    """A database of its own, with autovacuum off on its tables so nothing but the module vacuums them."""
-    name = "keel_maint_%s" % uuid.uuid4().hex[:8]
-    admin = connect(postgres)
-    with admin.cursor() as cur:
-        cur.execute('CREATE DATABASE "%s"' % name)
-    try:
+    """A database of its own; its tables turn autovacuum off so that nothing but the module vacuums them."""
+    with scratch_database(postgres, "keel_maint") as name:
         yield name
-    finally:
-        with admin.cursor() as cur:
-            cur.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
-        admin.close()
 
 
 def sql(postgres, database, *statements):

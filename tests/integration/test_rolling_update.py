@@ -21,6 +21,7 @@ import time
 import urllib.error
 import urllib.request
 
+import haproxy_admin
 import keel_stack as stack_tool  # tools/keel_stack, put on sys.path by conftest.py
 import pytest
 from ansible_run import ROOT, run_four_ways, run_module, run_playbook, start_module
@@ -51,22 +52,11 @@ class Fleet:
         return self.containers["instances"]
 
     def admin(self, command):
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.settimeout(5)
-            sock.connect(self.haproxy["stats_socket"])
-            sock.sendall(command.encode() + b"\n")
-            chunks = []
-            while True:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    return b"".join(chunks).decode()
-                chunks.append(chunk)
+        return haproxy_admin.admin(self.haproxy["stats_socket"], command)
 
     def server_states(self):
         """server -> (operational state, admin state): ('2', '0') is up and in rotation."""
-        lines = self.admin("show servers state app").splitlines()
-        rows = [line.split() for line in lines if line and not line.startswith("#") and len(line.split()) > 6]
-        return dict((row[3], (row[5], row[6])) for row in rows)
+        return haproxy_admin.server_states(self.haproxy["stats_socket"])
 
     def all_in_rotation(self):
         return set(self.server_states().values()) == {("2", "0")}
