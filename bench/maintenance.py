@@ -157,9 +157,9 @@ def main():
         if "error" in result:
             print("%-48s FAILED: %s" % (key, result["error"]))
             continue
-        print("%-48s %9.2f %12d %6.1f -> %5.1f" % (key, result["seconds"], result["dead_tuples_after"],
-                                                    result["index_bytes_before"] / 2.0 ** 20,
-                                                    result["index_bytes_after"] / 2.0 ** 20))
+        cells = (key, result["seconds"], result["dead_tuples_after"], result["index_bytes_before"] / 2.0 ** 20,
+                 result["index_bytes_after"] / 2.0 ** 20)
+        print("%-48s %9.2f %12d %6.1f -> %5.1f" % cells)
     print("\n%-48s %9s" % ("old logs removed (%d of %d files)" % (args.files // 2, args.files), "seconds"))
     for key, result in log_runs.items():
         print("%-48s %9s" % (key, "FAILED: %s" % result["error"] if "error" in result else "%.2f" % result["seconds"]))

@@ -2,10 +2,15 @@
 concurrently that stays valid and used, invalid indexes reported and left alone, batched retention that keeps the
 newer rows, a locked table skipped rather than waited on, and the report."""
 
+import os
+import shutil
+import tempfile
 import time
 
+import keel_stack as stack_tool  # tools/keel_stack, put on sys.path by conftest.py
 import pytest
 from ansible_run import run_module
+from conftest import unavailable
 from pg_fixtures import conn_args, connect, scratch_database
 
 
@@ -186,3 +191,39 @@ def test_the_report_names_unused_indexes_the_largest_tables_and_the_sessions(pos
     assert any(s["database"] == scratch for s in report["idle_in_transaction"])
     assert report["top_queries"] is None and "pg_stat_statements" in report["top_queries_unavailable"]
     assert not result["changed"]
+
+
+@pytest.fixture
+def statements_postgres():
+    """A PostgreSQL of its own with pg_stat_statements loaded (shared_preload_libraries needs a restart)."""
+    state = tempfile.mkdtemp(prefix="keel-pg-statements-")
+    os.chmod(state, 0o755)  # the server runs as an unprivileged user and must traverse it
+    stack = stack_tool.Stack(state)
+    try:
+        facts = stack.start_service("postgres")["postgres"]
+        conn = connect(facts)
+        conn.cursor().execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+        conn.close()
+        stack.stop_service("postgres")
+        facts = stack.start_service("postgres")["postgres"]
+    except stack_tool.StackError as error:
+        unavailable("postgres: %s" % error)
+    try:
+        yield facts
+    finally:
+        stack.stop()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def test_the_report_names_the_top_queries_when_pg_stat_statements_is_there(statements_postgres):
+    pg = statements_postgres
+    sql(pg, pg["database"], "CREATE EXTENSION IF NOT EXISTS pg_stat_statements",
+        "CREATE TABLE IF NOT EXISTS probe (v int)", "INSERT INTO probe SELECT generate_series(1, 20000)",
+        *["SELECT count(*) FROM probe WHERE v > %d" % i for i in range(5)])
+    found = maintain(pg, pg["database"], True, top=3)
+    queries = found["report"]["top_queries"]
+    assert found["report"]["top_queries_unavailable"] is None and 0 < len(queries) <= 3
+    assert all(q["calls"] >= 1 and q["total_ms"] >= 0 and q["user"] == pg["user"] for q in queries)
+    assert any("probe" in q["query"] for q in queries)
+    hidden = maintain(pg, pg["database"], True, include_queries=False)
+    assert hidden["report"]["top_queries"] and all("query" not in q for q in hidden["report"]["top_queries"])

@@ -8,9 +8,11 @@ import json
 import os
 import uuid
 
+import keel_stack as stack_tool  # tools/keel_stack, put on sys.path by conftest.py
 import pytest
 import redis
 from ansible_run import local_inventory, run_module, run_playbook
+from conftest import unavailable
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -141,3 +143,27 @@ def test_the_playbook_fails_at_the_chosen_severity_writes_the_report_and_summari
         with admin.cursor() as cur:
             cur.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % database)
         admin.close()
+
+
+def test_container_findings_on_the_engine_name_the_root_host_network_container(containers):
+    if not containers.get("available"):
+        unavailable("containers: %s" % containers.get("reason"))
+    client = stack_tool.import_docker().DockerClient(base_url=containers["docker_host"])
+    label = "keel-audit-%s" % uuid.uuid4().hex[:8]
+    name = "%s-app" % label
+    client.api.create_container_from_config({
+        "Image": containers["images"]["v1"], "Env": ["APP_PORT=%d" % stack_tool.free_port()], "Labels": {"keel.test": label},
+        "HostConfig": {"NetworkMode": "host", "IpcMode": "private"}}, name)
+    client.api.start(name)
+    try:
+        found = run_module("container_security_info", {"docker_host": containers["docker_host"],
+                                                       "labels": {"keel.test": label}, "max_image_age_days": -1})
+        assert found.returncode == 0 and found["containers"] == 1, found.get("msg")
+        checks = by_check(found["findings"])
+        assert checks["containers.root"][0]["target"] == "container %s" % name
+        assert checks["containers.host_network"][0]["severity"] == "medium"
+        assert "containers.privileged" not in checks and "containers.host_pid" not in checks
+        assert checks["containers.old_image"][0]["detail"]["age_days"] >= 0
+    finally:
+        client.api.remove_container(name, force=True)
+        client.close()
