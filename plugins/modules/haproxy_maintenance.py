@@ -97,6 +97,9 @@ from ansible_collections.keel.ops.plugins.module_utils._errors import module_fai
 from ansible_collections.keel.ops.plugins.module_utils._maintenance.haproxy import enter, leave
 from ansible_collections.keel.ops.plugins.module_utils._rollout.haproxy import HAProxyLoadBalancer, RuntimeAPI
 
+# How failures name this module's options.
+OPTION_NAMES = {"socket": "socket", "backend": "backend", "servers": "servers must name servers of that backend"}
+
 ARGUMENT_SPEC = dict(
     specs.AUDIT,
     socket=dict(type="str", required=True),
@@ -113,8 +116,9 @@ def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = module.params
     with module_failures(module, "haproxy_maintenance"):
-        lb = HAProxyLoadBalancer(RuntimeAPI(params["socket"]), params["backend"], params["drain_timeout"],
-                                 params["shutdown_sessions"], params["serving_timeout"])
+        lb = HAProxyLoadBalancer(RuntimeAPI(params["socket"], option="socket"), params["backend"],
+                                 params["drain_timeout"], params["shutdown_sessions"], params["serving_timeout"],
+                                 names=OPTION_NAMES)
         move = enter if params["state"] == "maintenance" else leave
         module.exit_json(**move(lb, params["servers"], module.check_mode))
 

@@ -131,6 +131,10 @@ def other_cases(port):
                             "timeout": 2}, "cannot reach the container engine"),
         ("rolling_update", {"names": [], "image": "x"}, "names must list at least one container name"),
         ("container_prune", {"docker_host": "unix:///nonexistent/docker.sock"}, "cannot reach the container engine"),
+        ("haproxy_maintenance", {"socket": "nowhere", "backend": "app", "state": "ready"},
+         "socket must be a unix socket path or host:port, got 'nowhere'"),
+        ("haproxy_maintenance", {"socket": "/nonexistent/admin.sock", "backend": "app", "state": "maintenance"},
+         "failed: No such file or directory; check socket and"),
         ("rolling_update", {"labels": {}, "image": "x"}, "labels must give at least one label"),
     ]
 

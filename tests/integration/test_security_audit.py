@@ -6,6 +6,9 @@ report, changes nothing, and summarises the audit trail."""
 import datetime
 import json
 import os
+import socket
+import ssl
+import threading
 import uuid
 
 import keel_stack as stack_tool  # tools/keel_stack, put on sys.path by conftest.py
@@ -55,7 +58,7 @@ def open_redis(private_redis):
     return private_redis
 
 
-def weak_certificate(tmp_path, days_left=3):
+def weak_certificate(tmp_path, days_left=3, with_key=False):
     key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, u"weak.example.test")])
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -64,7 +67,55 @@ def weak_certificate(tmp_path, days_left=3):
             .not_valid_after(now + datetime.timedelta(days=days_left)).sign(key, hashes.SHA256()))
     path = tmp_path / "weak.pem"
     path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return str(path)
+    if not with_key:
+        return str(path)
+    key_path = tmp_path / "weak.key"
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(path), str(key_path)
+
+
+@pytest.fixture
+def weak_tls_server(tmp_path):
+    """A real TLS server on loopback presenting the weak certificate to every client, until the test ends."""
+    cert, key = weak_certificate(tmp_path, with_key=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.set_ciphers("ALL:@SECLEVEL=0")  # OpenSSL refuses to serve a 1024-bit key at its default level
+    context.load_cert_chain(cert, key)
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                client, _address = listener.accept()
+            except socket.timeout:
+                continue
+            try:
+                with context.wrap_socket(client, server_side=True):
+                    pass
+            except (ssl.SSLError, OSError):
+                pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        listener.close()
+
+
+def test_a_served_certificate_is_read_unverified_and_its_weak_key_and_expiry_reported(weak_tls_server):
+    found = run_module("tls_security_info", {"endpoints": [{"host": "127.0.0.1", "port": weak_tls_server}]})
+    assert found.returncode == 0, found.get("msg")
+    checks = by_check(found["findings"])
+    assert checks["tls.expiry"][0]["target"] == "127.0.0.1:%d" % weak_tls_server
+    assert checks["tls.expiry"][0]["severity"] == "high" and "tls.weak_key" in checks
+    closed = run_module("tls_security_info", {"endpoints": [{"host": "127.0.0.1", "port": 1}], "timeout": 2})
+    assert by_check(closed["findings"])["tls.unreachable"][0]["severity"] == "medium"
 
 
 def by_check(findings):

@@ -22,6 +22,11 @@ ADMIN_STATE_READY = "0"  # srv_admin_state: a bit field, 0 when no maintenance o
 MAINT, DRAIN = "maint", "drain"
 MAINT_FLAGS = 0x01 | 0x04  # SRV_ADMF_FMAINT (runtime API, 'state maint'), SRV_ADMF_CMAINT ('disabled' in the config)
 DRAIN_FLAGS = 0x08  # SRV_ADMF_FDRAIN ('state drain')
+# How messages name the options that hold the socket, the backend and the server names: the rollout's, unless the
+# module that uses this file names them otherwise (haproxy_maintenance).
+OPTION_NAMES = {"socket": "load_balancer.socket", "backend": "load_balancer.backend",
+                "servers": "load_balancer.server must give each container's HAProxy server name (default: the "
+                           "container name)"}
 
 
 def admin_state_name(value):
@@ -36,7 +41,7 @@ def admin_state_name(value):
     return DRAIN if flags & DRAIN_FLAGS else READY
 
 
-def parse_address(address):
+def parse_address(address, option=OPTION_NAMES["socket"]):
     """'/run/haproxy/admin.sock' or 'unix:/path' -> (AF_UNIX, path); 'host:port' or 'tcp://host:port' ->
     (AF_INET/AF_INET6, (host, port))."""
     text = (address or "").strip()
@@ -48,7 +53,7 @@ def parse_address(address):
         text = text[len("tcp://"):]
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not host:
-        raise LoadBalancerError("load_balancer.socket must be a unix socket path or host:port, got '%s'" % address)
+        raise LoadBalancerError("%s must be a unix socket path or host:port, got '%s'" % (option, address))
     host = host.strip("[]")
     return (socket.AF_INET6 if ":" in host else socket.AF_INET), (host, int(port))
 
@@ -56,9 +61,10 @@ def parse_address(address):
 class RuntimeAPI:
     """Send one command to HAProxy's runtime API and return its answer."""
 
-    def __init__(self, address, timeout=5.0):
+    def __init__(self, address, timeout=5.0, option=OPTION_NAMES["socket"]):
         self.address = address
-        self.family, self.target = parse_address(address)
+        self.option = option
+        self.family, self.target = parse_address(address, option)
         self.timeout = timeout
 
     def command(self, text):
@@ -75,8 +81,8 @@ class RuntimeAPI:
                     chunks.append(chunk)
         except (OSError, socket.timeout) as error:
             raise LoadBalancerError(
-                "HAProxy runtime API at %s: '%s' failed: %s; check load_balancer.socket and that HAProxy runs "
-                "with 'stats socket ... level admin'" % (self.address, text, error.strerror or error))
+                "HAProxy runtime API at %s: '%s' failed: %s; check %s and that HAProxy runs "
+                "with 'stats socket ... level admin'" % (self.address, text, error.strerror or error, self.option))
         return b"".join(chunks).decode("utf-8", "replace")
 
     def action(self, text):
@@ -91,13 +97,13 @@ class RuntimeAPI:
                                     % (self.address, text, " ".join(answer.split())))
 
 
-def parse_servers_state(text, backend):
+def parse_servers_state(text, backend, option=OPTION_NAMES["backend"]):
     """'show servers state <backend>' -> {server: {field: value}}."""
     lines = [line for line in text.splitlines() if line.strip()]
     header = next((line for line in lines if line.startswith("#")), None)
     if header is None:
-        raise LoadBalancerError("HAProxy has no backend '%s' (it answered: %s); set load_balancer.backend to "
-                                "one of its backends" % (backend, " ".join(text.split()) or "nothing"))
+        raise LoadBalancerError("HAProxy has no backend '%s' (it answered: %s); set %s to one of its backends"
+                                % (backend, " ".join(text.split()) or "nothing", option))
     names = header.lstrip("#").split()
     servers = {}
     for line in lines:
@@ -126,10 +132,11 @@ class HAProxyLoadBalancer(LoadBalancer):
     kind = "haproxy"
 
     def __init__(self, api, backend, drain_timeout=30.0, shutdown_sessions=False, serving_timeout=30.0,
-                 poll_interval=0.05, clock=time.monotonic, sleep=time.sleep):
+                 poll_interval=0.05, clock=time.monotonic, sleep=time.sleep, names=None):
+        self.names = dict(OPTION_NAMES, **(names or {}))
         if not backend:
-            raise LoadBalancerError("load_balancer.backend is required with type haproxy: the HAProxy backend "
-                                    "whose servers are the containers")
+            raise LoadBalancerError("%s is required with type haproxy: the HAProxy backend whose servers are the "
+                                    "containers" % self.names["backend"])
         self.api = api
         self.backend = backend
         self.drain_timeout = drain_timeout
@@ -141,7 +148,8 @@ class HAProxyLoadBalancer(LoadBalancer):
         self._ids = {}  # server -> (backend id, server id), for the cheap 'show stat <iid> 4 <sid>'
 
     def _servers(self):
-        return parse_servers_state(self.api.command("show servers state %s" % self.backend), self.backend)
+        return parse_servers_state(self.api.command("show servers state %s" % self.backend), self.backend,
+                                   self.names["backend"])
 
     def server_names(self):
         return sorted(self._servers())
@@ -151,9 +159,8 @@ class HAProxyLoadBalancer(LoadBalancer):
         missing = [name for name in servers if name not in known]
         if missing:
             raise LoadBalancerError(
-                "HAProxy backend '%s' has no server named %s; its servers are %s. load_balancer.server must "
-                "give each container's HAProxy server name (default: the container name)"
-                % (self.backend, ", ".join(missing), ", ".join(sorted(known)) or "none"))
+                "HAProxy backend '%s' has no server named %s; its servers are %s. %s"
+                % (self.backend, ", ".join(missing), ", ".join(sorted(known)) or "none", self.names["servers"]))
         for name in servers:
             self._ids[name] = (known[name]["be_id"], known[name]["srv_id"])
 
