@@ -203,7 +203,9 @@ backend app
                 break
             time.sleep(0.1)
         else:
-            raise AssertionError("haproxy did not come up: %s" % process.stderr.read(2000) if process.poll() else "")
+            stopped = process.poll() is not None
+            raise AssertionError("haproxy did not come up: %s" % (process.stderr.read(2000) if stopped else
+                                                                  "still running, its servers not all up"))
         yield {"socket": admin, "frontend": "http://127.0.0.1:%d/ok" % port}
     finally:
         process.terminate()

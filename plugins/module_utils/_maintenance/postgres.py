@@ -26,10 +26,12 @@ def check_options(options):
             raise ConfigError("%s is %s; it must be %s" % (name, value, wanted))
 
 
-def _apply(steps, run, done, skipped):
+def _apply(steps, run, result, check_mode, into):
+    """Each planned step into result[into] - as planned in check mode, else once run - or into skipped with
+    the reason it could not be done."""
     for step in steps:
-        entry, ok = run(step)
-        (done if ok else skipped).append(entry)
+        entry, ok = (step, True) if check_mode else run(step)
+        result[into if ok else "skipped"].append(entry)
 
 
 def maintain(conn, options, check_mode=False):
@@ -47,31 +49,22 @@ def maintain(conn, options, check_mode=False):
     tables = pg_stats.tables(conn, size_of_block)
     if options["vacuum"]:
         plan = vacuum_plan(tables, options["vacuum_min_dead_tuples"], options.get("vacuum_full") or ())
-        if check_mode:
-            result["vacuumed"] = plan
-        else:
-            _apply(plan, worker.vacuum, result["vacuumed"], result["skipped"])
+        _apply(plan, worker.vacuum, result, check_mode, "vacuumed")
+        if result["vacuumed"] and not check_mode:
             tables = pg_stats.tables(conn, size_of_block)
     indexes = pg_stats.indexes(conn, size_of_block)
-    invalid = invalid_indexes(indexes)
     if options["reindex"]:
         plan, cannot = reindex_plan(indexes, server["major"], options.get("reindex_indexes") or (),
                                     options["reindex_min_bloat"], int(options["reindex_min_size_mb"] * (1 << 20)))
         result["skipped"].extend(cannot)
         existing = [index["name"] for index in indexes]
-        if check_mode:
-            result["reindexed"] = plan
-        else:
-            _apply(plan, lambda item: worker.reindex(item, existing), result["reindexed"], result["skipped"])
-    leftovers = [index for index in invalid if index["leftover"]]
-    if options["drop_leftovers"] and leftovers:
-        if check_mode:
-            result["dropped_leftovers"] = leftovers
-        else:
-            _apply(leftovers, worker.drop_leftover, result["dropped_leftovers"], result["skipped"])
-        indexes = pg_stats.indexes(conn, size_of_block)
-        invalid = invalid_indexes(indexes) if not check_mode else invalid
-    result["invalid_indexes"] = invalid
+        _apply(plan, lambda item: worker.reindex(item, existing), result, check_mode, "reindexed")
+    if options["drop_leftovers"]:
+        leftovers = [index for index in invalid_indexes(indexes) if index["leftover"]]
+        _apply(leftovers, worker.drop_leftover, result, check_mode, "dropped_leftovers")
+    if (result["reindexed"] or result["dropped_leftovers"]) and not check_mode:
+        indexes = pg_stats.indexes(conn, size_of_block)  # the report and the invalid list as they are now
+    result["invalid_indexes"] = invalid_indexes(indexes)
     result["changed"] = bool(result["vacuumed"] or result["reindexed"] or result["dropped_leftovers"]
                              or any(rule.get("deleted") or rule.get("matched") for rule in result["retention"]))
     if options["report"]:

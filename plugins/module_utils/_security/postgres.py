@@ -41,17 +41,17 @@ def _query(conn, sql):
         return None, first_line(error)
 
 
+BOOTSTRAP_FIX = "keep the bootstrap superuser for administration only: no application or automation logs in as it"
+
+
 def role_findings(rows, where):
     found = []
     for name, superuser, limit, bootstrap in rows:
         if superuser:
+            fix = BOOTSTRAP_FIX if bootstrap else (
+                "ALTER ROLE %s NOSUPERUSER; grant pg_read_all_data, pg_maintain or ownership instead" % _quote(name))
             found.append(finding("postgres.superuser", "medium" if bootstrap else "high", "%s role %s" % (where, name),
-                                 "login role %s is a superuser" % name,
-                                 "ALTER ROLE %s NOSUPERUSER; grant pg_read_all_data, pg_maintain or ownership instead"
-                                 % _quote(name) if not bootstrap else
-                                 "keep the bootstrap superuser for administration only: no application or "
-                                 "automation logs in as it")
-                         )
+                                 "login role %s is a superuser" % name, fix))
         if limit == -1 and not superuser:
             found.append(finding("postgres.connection_limit", "low", "%s role %s" % (where, name),
                                  "login role %s has no connection limit" % name,
