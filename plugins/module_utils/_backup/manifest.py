@@ -14,7 +14,7 @@ from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigErro
 
 
 FORMAT_VERSION = 1
-BACKUP_KINDS = ("postgres", "redis", "files")
+BACKUP_KINDS = ("postgres", "redis", "files", "pgbase")
 ID_TIME_FORMAT = "%Y%m%dT%H%M%S"
 
 
@@ -131,6 +131,10 @@ _KIND_CHECKS = {
     "files": lambda m: isinstance(m.get("statistics"), dict) and _is_int(m["statistics"].get("files"))
     and isinstance(m["source"].get("paths"), list) and all(isinstance(p, str) for p in m["source"]["paths"])
     and _has_artifact(m, "files") and _has_artifact(m, "index"),
+    "pgbase": lambda m: isinstance(m.get("statistics"), dict) and _is_int(m["statistics"].get("timeline"))
+    and all(isinstance(m["statistics"].get(name), str) for name in ("start_lsn", "end_lsn", "start_wal"))
+    and _is_int(m["source"].get("segment_size")) and isinstance(m["source"].get("system_identifier"), str)
+    and _has_artifact(m, "base"),
 }
 
 
