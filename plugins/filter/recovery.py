@@ -9,9 +9,10 @@ from ansible_collections.keel.ops.plugins.module_utils._dr import recovery
 from ansible_collections.keel.ops.plugins.module_utils._errors import KeelError
 
 
-def recovery_parts(mode, postgres_databases=None, redis=None, file_sets=None, backup_id="latest", before=""):
+def recovery_parts(mode, postgres_databases=None, redis=None, file_sets=None, backup_id="latest", before="",
+                   postgres_cluster=None):
     try:
-        return recovery.plan_parts(mode, postgres_databases, redis, file_sets, backup_id, before)
+        return recovery.plan_parts(mode, postgres_databases, redis, file_sets, backup_id, before, postgres_cluster)
     except KeelError as error:
         raise AnsibleFilterError("recovery_parts: %s" % error)
 

@@ -26,7 +26,7 @@ options:
     description: The kinds to look at; all of them when unset.
     type: list
     elements: str
-    choices: [postgres, redis, files]
+    choices: [postgres, redis, files, pgbase]
   max_age:
     description: Hours after which a source's newest backup is stale.
     type: float
@@ -126,7 +126,7 @@ from ansible_collections.keel.ops.plugins.module_utils._errors import module_fai
 
 ARGUMENT_SPEC = specs.merged(
     specs.REPOSITORY,
-    kinds=dict(type="list", elements="str", choices=["postgres", "redis", "files"]),
+    kinds=dict(type="list", elements="str", choices=["postgres", "redis", "files", "pgbase"]),
     max_age=dict(type="float"),
 )
 

@@ -81,6 +81,10 @@ latest_archived:
   description: When a WAL file was last archived (an upper bound of the newest recoverable time).
   returned: always
   type: str
+latest_archived_epoch:
+  description: RV(latest_archived) as a Unix time.
+  returned: always
+  type: int
 latest_segment:
   description: The newest segment in the archive.
   returned: always

@@ -131,7 +131,9 @@ def started(server, data_directory):
     argv = [os.path.join(server.facts["bin_dir"], "pg_ctl"), "-D", data_directory, "-l", log, "-w", "-t", "60", "-o",
             "-p %d -c listen_addresses=127.0.0.1 -c unix_socket_directories= -c archive_mode=off" % port]
     user = {"user": server.user.pw_uid, "group": server.user.pw_gid, "extra_groups": []} if server.user else {}
-    subprocess.run(argv + ["start"], check=True, capture_output=True, **user)
+    started_ = subprocess.run(argv + ["start"], check=False, capture_output=True, **user)
+    if started_.returncode != 0:
+        raise AssertionError("the restored server does not start: %s" % Path(log).read_text(errors="replace")[-2000:])
     try:
         yield port
     finally:
@@ -359,3 +361,74 @@ def test_archiving_into_s3_keeps_the_secret_off_the_command_line_and_out_of_the_
             assert secret.encode() not in handle.read()
     finally:
         archiving.enable()
+
+
+def test_the_restore_playbook_brings_the_cluster_back_to_the_moment_before_an_incident(archiving, workspace):
+    from ansible_run import local_inventory, run_playbook
+
+    assert "failed" not in run_module("pg_physical_backup", archiving.args())
+    first = archiving.sql("SELECT coalesce(max(id), 0) + 1 FROM ledger")[0][0]
+    archiving.sql("INSERT INTO ledger VALUES (%s, 'before the incident')", (first,))
+    kept = [row[0] for row in archiving.sql("SELECT id FROM ledger ORDER BY id")]
+    moment = mark(archiving)
+    archiving.sql("DELETE FROM ledger")  # the incident
+    archiving.switch_wal()
+    data = workspace / "cluster"
+    data.mkdir(mode=0o700)
+    (data / "PG_VERSION").write_text("the damaged cluster\n")
+    if archiving.user:
+        os.chown(data, archiving.user.pw_uid, archiving.user.pw_gid)
+    events = workspace / "events"
+    role_vars = dict(
+        disaster_recovery_hosts="all", disaster_recovery_repository=archiving.repo,
+        disaster_recovery_postgres_cluster={"data_directory": str(data), "source": "db", "python": SYSTEM_PYTHON,
+                                            "owner": archiving.user.pw_name if archiving.user else ""},
+        disaster_recovery_postgres_login_user=archiving.facts["user"],
+        disaster_recovery_postgres_bin_dir=archiving.facts["bin_dir"],
+        disaster_recovery_decryption_identity_file=archiving.identity_file,
+        disaster_recovery_before=moment, disaster_recovery_services_method="command",
+        disaster_recovery_stop_command=["sh", "-c", "echo stop >> %s" % events],
+        disaster_recovery_start_command=["sh", "-c", "echo start >> %s" % events],
+        disaster_recovery_report_dir=str(workspace / "reports"))  # the role makes it 0750
+    inventory = local_inventory(workspace)
+    plan = run_playbook("playbooks/restore.yml", inventory, role_vars)
+    assert plan.returncode != 0 and "nothing was changed" in plan.stdout, plan.stdout[-3000:]
+    assert (data / "PG_VERSION").read_text() == "the damaged cluster\n"
+    done = run_playbook("playbooks/restore.yml", inventory,
+                        dict(role_vars, disaster_recovery_confirm="yes-destroy-current-data"))
+    assert done.returncode == 0, done.stdout[-4000:]
+    report = json.loads(next(workspace.glob("reports/recovery-*.json")).read_text())
+    part = report["parts"][0]
+    assert part["kind"] == "pgphysical" and part["status"] == "restored", part
+    assert part["checks"]["replay"].startswith("recovery stopping before"), part
+    assert events.read_text().split() == ["stop", "start"]
+    assert list(workspace.glob("cluster.keel-previous-*"))
+    assert ids_in(archiving, str(data)) == kept
+
+
+def test_a_dr_drill_restores_the_cluster_and_measures_rpo_from_the_newest_archived_wal(archiving, workspace):
+    from ansible_run import local_inventory, run_playbook
+
+    backup = run_module("pg_physical_backup", archiving.args())
+    assert "failed" not in backup, backup.get("msg")
+    time.sleep(2)
+    archiving.sql("INSERT INTO ledger SELECT coalesce(max(id), 0) + 1, 'after the backup' FROM ledger")
+    archiving.switch_wal()
+    drills = workspace / "drills"
+    drills.mkdir()
+    drill_vars = dict(dr_drill_hosts="all", dr_drill_repository=archiving.repo, dr_drill_postgres_clusters=["db"],
+                      dr_drill_postgres_login_user=archiving.facts["user"],
+                      dr_drill_postgres_bin_dir=archiving.facts["bin_dir"],
+                      dr_drill_postgres_owner=archiving.user.pw_name if archiving.user else "",
+                      dr_drill_postgres_python=SYSTEM_PYTHON, dr_drill_decryption_identity_file=archiving.identity_file,
+                      dr_drill_scratch_dir=str(workspace / "scratch"), dr_drill_report_dir=str(drills),
+                      dr_drill_prometheus_textfile=str(workspace / "keel_dr_drill.prom"))
+    run = run_playbook("playbooks/dr_drill.yml", local_inventory(workspace), drill_vars)
+    assert run.returncode == 0, run.stdout[-5000:]
+    [path] = drills.glob("dr-drill-*.json")
+    source, = json.loads(path.read_text())["sources"]
+    assert (source["kind"], source["backup_id"], source["result"]) == ("pgbase", backup["backup_id"], "passed")
+    assert source["checks"]["files"] == "match the backup manifest" and source["checks"]["amcheck"].endswith("indexes")
+    assert source["restore_seconds"] > 0
+    backup_age = time.time() - time.mktime(time.strptime(backup["backup_id"][:15], "%Y%m%dT%H%M%S")) + time.timezone
+    assert source["age_seconds"] < backup_age - 1, (source, backup_age)  # the WAL reaches past the backup

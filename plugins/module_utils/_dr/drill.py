@@ -31,13 +31,22 @@ def _files_checks(result):
     return checks
 
 
-CHECKS = {"postgres": _postgres_checks, "redis": _redis_checks, "files": _files_checks}
+def _pgbase_checks(result):
+    replay, checks = result.get("replay") or {}, result.get("checks") or {}
+    return {"checksums": "ok", "files": "match the backup manifest" if (result.get("files_verified") or {}).get("checked")
+            else "pg_verifybackup not available", "replay": replay.get("stopped") or "to the end of the archive",
+            "amcheck": "%s indexes" % checks.get("indexes_checked", "?")}
+
+
+CHECKS = {"postgres": _postgres_checks, "redis": _redis_checks, "files": _files_checks, "pgbase": _pgbase_checks}
 
 
 def restore_seconds(kind, result):
     """Time to usable: the restore itself (for files, the whole restore into the scratch directory)."""
     if kind == "files":
         return result.get("duration")
+    if kind == "pgbase":
+        return (result.get("timings") or {}).get("recovered")
     return result.get("restore_duration") or (result.get("verification") or {}).get("restore_duration")
 
 
@@ -46,7 +55,8 @@ def source_of(kind, source, result, listed, now):
     repository listing (newest backup and when it was taken, size), or {}. The age is the RPO a disaster at `now`
     would have cost."""
     failed = bool(result.get("failed")) or not result
-    taken = listed.get("newest_epoch")
+    # A physical source is recoverable up to its newest archived WAL, not only to its newest base backup.
+    taken = result.get("latest_archived_epoch") or listed.get("newest_epoch")
     return {"kind": kind, "source": source, "backup_id": result.get("backup_id"),
             "backup_time": listed.get("newest_time") if listed.get("newest") == result.get("backup_id") else None,
             "age_seconds": round(max(now - taken, 0), 1) if taken is not None else None,

@@ -35,6 +35,32 @@ def _postgres_parts(databases, backup_id, before):
     return parts
 
 
+CLUSTER_TARGETS = ("latest", "immediate", "time", "lsn", "name")
+
+
+def _cluster_parts(cluster, backup_id, before):
+    """A whole cluster from a base backup and the WAL archive (pg_physical_backup): to the role-wide `before` as
+    a point in time when the cluster names no target of its own, else to the end of the archive."""
+    if not cluster:
+        return []
+    if not isinstance(cluster, dict) or not cluster.get("data_directory"):
+        raise ConfigError("disaster_recovery_postgres_cluster needs data_directory (the cluster's data directory), "
+                          "got %r" % (cluster,))
+    target = cluster.get("target") or ("time" if before else "latest")
+    if target not in CLUSTER_TARGETS:
+        raise ConfigError("disaster_recovery_postgres_cluster target must be one of %s, got %r"
+                          % (", ".join(CLUSTER_TARGETS), target))
+    values = {"time": cluster.get("target_time") or (before if target == "time" else ""),
+              "lsn": cluster.get("target_lsn") or "", "name": cluster.get("target_name") or ""}
+    if target in values and not values[target]:
+        raise ConfigError("disaster_recovery_postgres_cluster target %s needs target_%s" % (target, target))
+    return [{"phase": "database", "kind": "pgphysical", "name": cluster.get("source") or "cluster",
+             "source": cluster.get("source") or "", "target": cluster["data_directory"],
+             "backup_id": cluster.get("backup_id") or backup_id or "latest", "before": "",
+             "recovery_target": target, "target_time": values["time"], "target_lsn": values["lsn"],
+             "target_name": values["name"], "owner": cluster.get("owner") or "", "python": cluster.get("python") or ""}]
+
+
 def _redis_parts(redis, backup_id, before):
     redis = redis or {}
     if not redis.get("enabled"):
@@ -56,12 +82,16 @@ def _file_parts(file_sets, backup_id, before):
     return parts
 
 
-def plan_parts(mode, postgres_databases=None, redis=None, file_sets=None, backup_id="latest", before=""):
+def plan_parts(mode, postgres_databases=None, redis=None, file_sets=None, backup_id="latest", before="",
+               postgres_cluster=None):
     """The parts a recovery in `mode` restores, in PHASES order; refuses a mode with nothing to restore."""
     if mode not in MODES:
         raise ConfigError("mode must be one of %s, got %r" % (", ".join(MODES), mode))
-    parts = (_postgres_parts(postgres_databases, backup_id, before) + _redis_parts(redis, backup_id, before)
-             + _file_parts(file_sets, backup_id, before))
+    if postgres_cluster and postgres_databases:
+        raise ConfigError("restore either the whole cluster (disaster_recovery_postgres_cluster) or databases "
+                          "(disaster_recovery_postgres_databases), not both: the cluster restore replaces them all")
+    parts = (_cluster_parts(postgres_cluster, backup_id, before) + _postgres_parts(postgres_databases, backup_id, before)
+             + _redis_parts(redis, backup_id, before) + _file_parts(file_sets, backup_id, before))
     chosen = [part for phase in MODES[mode] for part in parts if part["phase"] == phase]
     if not chosen:
         raise ConfigError("mode %s restores nothing on this host: %s" % (mode, _what_is_missing(mode)))
@@ -69,7 +99,7 @@ def plan_parts(mode, postgres_databases=None, redis=None, file_sets=None, backup
 
 
 def _what_is_missing(mode):
-    needs = {"database": "list disaster_recovery_postgres_databases",
+    needs = {"database": "list disaster_recovery_postgres_databases or set disaster_recovery_postgres_cluster",
              "redis": "set disaster_recovery_redis_enabled",
              "files": "list disaster_recovery_file_sets",
              "configuration": "list disaster_recovery_file_sets with configuration: true"}
@@ -77,6 +107,9 @@ def _what_is_missing(mode):
 
 
 def selection_text(part):
+    if part["kind"] == "pgphysical":
+        value = part.get("target_%s" % part["recovery_target"]) or ""
+        return "point in time: %s%s" % (part["recovery_target"], " " + value if value else "")
     if part["backup_id"] != "latest":
         return "backup %s" % part["backup_id"]
     return "the newest at or before %s" % part["before"] if part["before"] else "the newest"
@@ -96,6 +129,14 @@ def _checks(part, result):
         counts = result["counts"]
         checks["files"] = "%d created, %d replaced, %d unchanged" % (
             counts.get("created", 0), counts.get("replaced", 0), counts.get("unchanged", 0))
+    replay = result.get("replay") or {}
+    if part["kind"] == "pgphysical" and replay:
+        checks["replay"] = replay.get("stopped") or "to the end of the archive (%s)" % replay.get("redo_done")
+        if replay.get("last_transaction"):
+            checks["last transaction"] = replay["last_transaction"]
+    if part["kind"] == "pgphysical" and result.get("wal"):
+        checks["WAL"] = "%d segments, none missing" % result["wal"]["found"] if not result["wal"]["missing"] else \
+            "missing %s" % result["wal"]["missing"][0]
     if result.get("sqlite_checked"):
         checks["integrity_check"] = "%d SQLite files ok" % len(result["sqlite_checked"])
     return checks

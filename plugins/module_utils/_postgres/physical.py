@@ -284,6 +284,7 @@ def describe(config, reporter):
                                                                          for i in files["segment"])),
                 earliest_recoverable=listed[-1]["consistent_at"] if listed else None,
                 latest_archived=isoformat(utcfromtimestamp(newest_change)) if newest_change else None,
+                latest_archived_epoch=int(newest_change) if newest_change else None,
                 latest_segment=max((i.name for i in files["segment"]), default=None),
                 gaps=gaps, healthy=bool(listed) and not gaps)
 

@@ -83,3 +83,36 @@ def test_markdown_cells_are_data():
     report = recovery.report("h", "files", [], [recovery.outcome(part, {"backup_id": "x", "msg": "m"})],
                              {"started": 1, "restore_started": 2, "finished": 3})
     assert "| a\\|b c |" in recovery.markdown(report)
+
+
+def test_a_cluster_recovers_to_the_role_wide_moment_unless_it_names_its_own_target():
+    cluster = {"data_directory": "/var/lib/postgresql/16/main", "source": "db1-5432", "owner": "postgres"}
+    part, = recovery.plan_parts("database", postgres_cluster=cluster, before="2026-12-01T22:00:00Z")
+    assert (part["kind"], part["recovery_target"], part["target_time"]) == ("pgphysical", "time", "2026-12-01T22:00:00Z")
+    assert recovery.selection_text(part) == "point in time: time 2026-12-01T22:00:00Z"
+    latest, = recovery.plan_parts("full", postgres_cluster=cluster)
+    assert latest["recovery_target"] == "latest" and latest["target"] == cluster["data_directory"]
+    named, = recovery.plan_parts("full", postgres_cluster=dict(cluster, target="name", target_name="before-deploy"),
+                                 before="2026-12-01T22:00:00Z")
+    assert (named["recovery_target"], named["target_name"], named["target_time"]) == ("name", "before-deploy", "")
+
+
+@pytest.mark.parametrize("cluster,databases,message", [
+    ({"source": "db1"}, None, "needs data_directory"),
+    ({"data_directory": "/d", "target": "yesterday"}, None, "target must be one of"),
+    ({"data_directory": "/d", "target": "lsn"}, None, "needs target_lsn"),
+    ({"data_directory": "/d"}, ["shop"], "not both"),
+])
+def test_a_cluster_without_what_it_needs_is_refused(cluster, databases, message):
+    with pytest.raises(ConfigError, match=message):
+        recovery.plan_parts("database", postgres_databases=databases, postgres_cluster=cluster)
+
+
+def test_a_cluster_outcome_says_where_replay_stopped():
+    part, = recovery.plan_parts("database", postgres_cluster={"data_directory": "/d"})
+    result = {"backup_id": "b1", "duration": 3.2, "replay": {"stopped": "recovery stopping before commit of "
+              "transaction 766", "last_transaction": "2026-12-02 16:42:44+00"},
+              "wal": {"found": 4, "missing": []}}
+    checks = recovery.outcome(part, result)["checks"]
+    assert checks == {"replay": "recovery stopping before commit of transaction 766",
+                      "last transaction": "2026-12-02 16:42:44+00", "WAL": "4 segments, none missing"}
