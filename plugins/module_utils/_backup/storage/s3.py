@@ -68,7 +68,21 @@ def _client_config(options):
     return Config(**settings)
 
 
+_CLIENT_OPTIONS = ("profile", "access_key", "secret_key", "session_token", "region", "endpoint_url", "validate_certs")
+_clients = {}
+
+
 def _s3_client(options):
+    """One boto3 client per set of connection options in this process: a client costs 0.1-0.2 s to build (botocore
+    loads and parses the S3 service model), and a backup opened the same repository twice (its own storage, then
+    the audit entry at exit). boto3 clients are thread-safe."""
+    key = tuple(options.get(name) for name in _CLIENT_OPTIONS)
+    if key not in _clients:
+        _clients[key] = _new_s3_client(options)
+    return _clients[key]
+
+
+def _new_s3_client(options):
     session_args = {}
     if options["profile"]:
         session_args["profile_name"] = options["profile"]
