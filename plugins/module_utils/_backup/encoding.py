@@ -48,7 +48,7 @@ class Encoder:
         compressed = compression.compressing_reader(counted, self.algorithm, self.level)
         try:
             if self.encrypted:
-                encryption.encrypt(compressed, background, self.recipients)
+                encryption.encrypt(pipeline.buffered(compressed), background, self.recipients)
             else:
                 pipeline.copy(compressed, background)
         finally:
