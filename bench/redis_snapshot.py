@@ -78,6 +78,13 @@ def expect_ok(sock, count):
         raise BenchError("the server refused data: %r" % pending[:200])
 
 
+def wait_idle(client):
+    """Until the server runs no save child (keel returns once its RDB is renamed into place, up to 100 ms before
+    the server reaps the child; a replication step leaves one too), so that BGSAVE is not refused."""
+    while client.info("persistence")["rdb_bgsave_in_progress"]:
+        time.sleep(0.01)
+
+
 def wait_save(client, started_before):
     while True:
         info = client.info("persistence")
@@ -99,6 +106,7 @@ class Reference:
 
     def bgsave(self, copy=False):
         client = self.server.client()
+        wait_idle(client)  # untimed: a save child of the step before may still be reaped by the server
         started = time.monotonic()
         requested = int(client.time()[0])
         client.bgsave()
