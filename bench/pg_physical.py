@@ -99,15 +99,16 @@ class Site:
 
     # -- archiving into both --------------------------------------------------------------------------- #
 
-    def pgbackrest_conf(self, pg_path=None, extra=""):
-        path = os.path.join(self.work, "pgbackrest.conf")
+    def pgbackrest_conf(self, pg_path=None, extra="", repo=None, name="pgbackrest.conf"):
+        """A configuration of its own per use: the server's archive_command keeps reading the main one."""
+        path = os.path.join(self.work, name)
         with open(path, "w") as handle:
             handle.write("[global]\nrepo1-path=%s\ncompress-type=zst\ncompress-level=1\nprocess-max=2\n"
                          "log-level-console=warn\nlog-path=%s\nlock-path=%s\nspool-path=%s\n%s\n"
-                         "[bench]\npg1-path=%s\npg1-port=%d\npg1-host-user=%s\npg1-socket-path=%s\n"
-                         % (self.pgbr_repo, self.private("pgbackrest-log"), self.private("pgbackrest-lock"),
+                         "[bench]\npg1-path=%s\npg1-port=%d\npg1-user=%s\npg1-socket-path=%s\n"
+                         % (repo or self.pgbr_repo, self.private("pgbackrest-log"), self.private("pgbackrest-lock"),
                             self.private("pgbackrest-spool"), extra, pg_path or self.data, self.pg["port"],
-                            self.user.pw_name, os.path.join(self.work, "stack", "postgres", "run")))
+                            self.pg["user"], os.path.join(self.work, "stack", "postgres", "run")))
         os.chmod(path, 0o644)
         return path
 
@@ -135,13 +136,19 @@ class Site:
             self.pgbr("stanza-create")
 
     def pgbr(self, *argv, conf=None):
-        return run(["pgbackrest", "--config=%s" % (conf or self.pgbackrest_conf()), "--stanza=bench"] + list(argv),
-                   what="pgbackrest " + argv[0]).stdout
+        """pgbackrest as the server's user, as it runs archive-push: one owner for its whole repository."""
+        argv = ["pgbackrest", "--config=%s" % (conf or self.pgbackrest_conf()), "--stanza=bench"] + list(argv)
+        env = dict(os.environ, PGPASSWORD=self.pg["password"])  # the bench's throwaway server only
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False, **self.as_user())
+        if proc.returncode != 0:
+            raise BenchError("pgbackrest %s failed: %s" % (argv[-1], (proc.stderr or proc.stdout)[-1500:]))
+        return proc.stdout
 
     def sql(self, statement):
         return pgdata.execute(self.pg, "bench", statement)
 
     def switch_wal(self):
+        pgdata.execute(self.pg, "postgres", "SELECT pg_logical_emit_message(false, 'bench', 'switch')")
         segment = pgdata.execute(self.pg, "postgres", "SELECT pg_walfile_name(pg_switch_wal())")[0][0]
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -250,14 +257,10 @@ def restore_steps(site):
 
     def pgbackrest(recover):
         target = fresh("restore-pgbackrest")
-        conf = site.pgbackrest_conf(pg_path=target)
+        conf = site.pgbackrest_conf(pg_path=target, name="pgbackrest-restore.conf")
         started = time.monotonic()
-        run(["pgbackrest", "--config=%s" % conf, "--stanza=bench", "--type=immediate", "--target-action=promote",
-             "restore"], what="pgbackrest restore")
+        site.pgbr("--type=immediate", "--target-action=promote", "restore", conf=conf)
         laid_out = time.monotonic() - started
-        for folder, dirs, files in os.walk(target):
-            for name in dirs + files:
-                os.lchown(os.path.join(folder, name), site.user.pw_uid, site.user.pw_gid)
         if recover:
             Recovery(site, target, "pgbackrest --config=%s --stanza=bench archive-get %%f \"%%p\"" % conf)()
         return {"laid_out_seconds": round(laid_out, 3)}
@@ -340,8 +343,10 @@ def push_steps(site, count):
 
     def pgbackrest(async_push):
         root, names = fake_cluster(site, count)
-        site.pgbr_repo = site.private("push-pgbackrest-repo", clean=True)
-        conf = site.pgbackrest_conf(pg_path=root, extra="archive-async=y\n" if async_push else "")
+        repo = site.private("push-pgbackrest-repo", clean=True)
+        site.private("pgbackrest-spool", clean=True)  # its async status files would acknowledge the next run's pushes
+        conf = site.pgbackrest_conf(pg_path=root, extra="archive-async=y\n" if async_push else "", repo=repo,
+                                    name="pgbackrest-push.conf")
         site.pgbr("--no-online", "stanza-create", conf=conf)
         mark_ready(root, names)
         started = time.monotonic()
@@ -393,7 +398,7 @@ def replay_steps(site, segments):
         shutil.rmtree(target, ignore_errors=True)
         os.mkdir(target, 0o700)
         os.chown(target, site.user.pw_uid, site.user.pw_gid)
-        unpack(repo, chosen, None, target, (site.user.pw_uid, site.user.pw_gid))
+        unpack(repo, chosen, None, target, (site.user.pw_uid, site.user.pw_gid), {})
         return target
 
     def with_command(command_of):
@@ -407,7 +412,9 @@ def replay_steps(site, segments):
     steps = [("replay: cp (the server's own speed)", with_command(lambda target: "cp %s/%%f %%p" % raw))]
     if site.pgbackrest:
         steps.append(("replay: pgbackrest archive-get", with_command(
-            lambda target: "pgbackrest --config=%s --stanza=bench archive-get %%f \"%%p\"" % site.pgbackrest_conf())))
+            # pgbackrest reads a relative %p against pg1-path: point it at the restored directory
+            lambda target: "pgbackrest --config=%s --stanza=bench archive-get %%f \"%%p\""
+            % site.pgbackrest_conf(pg_path=target, name="pgbackrest-replay.conf"))))
     steps.append(("replay: keel-wal fetch", with_command(
         lambda target: "%s %s fetch --config %s %%f %%p" % (SYSTEM_PYTHON, launcher, config))))
     return steps

@@ -9,9 +9,6 @@ it. Modules catch KeelError once in main() and hand str(error) to fail_json, so 
 
 import contextlib
 import os
-import traceback
-
-from ansible_collections.keel.ops.plugins.module_utils import _audit
 
 
 class KeelError(Exception):
@@ -70,6 +67,8 @@ def where_it_broke(trace):
 
 
 def unexpected_message(context, error):
+    import traceback  # here, not at the top: keel-wal imports this file once per WAL segment and never needs it
+
     return ("%s: unexpected %s in %s: %s. This is a bug in keel.ops, not in your input: please report it with this "
             "message (-vvv shows the traceback)" % (context, error.__class__.__name__,
                                                     where_it_broke(traceback.extract_tb(error.__traceback__)),
@@ -82,6 +81,9 @@ def module_failures(module, context):
     (a bug) becomes fail_json saying what was being done, so the user always gets JSON, never a bare traceback.
     A module with an audit_log option leaves its audit entry on the way out (_audit.watch).
     fail_json and exit_json end the process with SystemExit, which passes through."""
+    import traceback
+    from ansible_collections.keel.ops.plugins.module_utils import _audit  # only modules need it, not keel-wal
+
     _audit.watch(module, context.split(" ", 1)[0])
     try:
         yield

@@ -8,8 +8,6 @@ import errno
 import fcntl
 import functools
 import os
-import subprocess
-import tempfile
 
 from ansible_collections.keel.ops.plugins.module_utils._errors import KeelError, first_line
 
@@ -29,6 +27,8 @@ class Child:
     def __init__(self, argv, env, workdir, stdin=None, stdout=None):
         self.name = os.path.basename(argv[0])
         self.stderr_path = os.path.join(workdir, "%s.%d.stderr" % (self.name, id(self)))
+        import subprocess  # here, not at the top: keel-wal loads this file once per WAL segment
+
         with open(self.stderr_path, "wb") as stderr:
             self.proc = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=stderr, env=env)
         for pipe in (self.proc.stdout, self.proc.stdin):
@@ -64,6 +64,7 @@ def _widen_pipe(pipe):
 
 
 def workdir():
+    import tempfile
     return tempfile.mkdtemp(prefix="keel-backup-")
 
 

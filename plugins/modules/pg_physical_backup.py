@@ -85,6 +85,12 @@ options:
       - The operating system user the restored server runs as (it owns the data directory). Defaults to the owner
         of O(data_directory), or of its parent. Never root.
     type: str
+  tablespace_mapping:
+    description:
+      - Where V(restored) puts extra tablespaces, by tablespace name or original location; each is restored into
+        its original location otherwise. Every target must be empty or absent. V(verified) always restores them
+        into its scratch directory.
+    type: dict
   target:
     description:
       - Where replay stops. V(latest) replays all archived WAL; V(immediate) stops as soon as the backup is
@@ -232,6 +238,7 @@ ARGUMENT_SPEC = specs.merged(
     data_directory=dict(type="path"),
     replace=dict(type="bool", default=False),
     owner=dict(type="str"),
+    tablespace_mapping=dict(type="dict"),
     target=dict(type="str", choices=list(physical_restore.TARGETS), default="latest"),
     target_time=dict(type="str"),
     target_lsn=dict(type="str"),

@@ -15,8 +15,11 @@ description:
   - Every WAL file is compressed, optionally age-encrypted to O(encryption_recipients) (public keys only; the host
     never holds a private key), and stored under its sha256; it is acknowledged to PostgreSQL only once durable.
     Pushing a file already archived with the same content succeeds; one with other content is refused.
-  - With O(async_push=true), a push also archives up to O(batch) segments that PostgreSQL has marked ready, on
-    O(workers) threads, so a busy server does not start one interpreter per 16 MB segment.
+  - With O(async_push=true), the first push starts a detached worker that archives every segment PostgreSQL has
+    marked ready, O(workers) at a time (up to O(batch) per scan), and marks each once it is durable; PostgreSQL's
+    call for a marked segment returns at once. A busy server then does not wait for one interpreter per 16 MB
+    segment. A segment the worker could not archive is archived by PostgreSQL's own call, whose error goes to the
+    server log.
   - C(archive_mode) and C(wal_level) only change on a restart; the module reports RV(restart_required) and leaves
     the restart to the play (the C(keel.ops.pg_wal_archive) role has a handler for it).
   - V(absent) turns archiving off again (C(archive_mode=off) after a restart) and leaves the files in place.
@@ -78,7 +81,7 @@ options:
     type: bool
     default: false
   batch:
-    description: With O(async_push), how many segments one push may archive.
+    description: With O(async_push), how many ready segments the worker takes up at a time.
     type: int
     default: 8
   workers:

@@ -88,6 +88,7 @@ class Archiving:
 
     def switch_wal(self):
         """Close the current segment and wait until it is archived, so a restore can replay it."""
+        self.sql("SELECT pg_logical_emit_message(false, 'keel-test', 'switch')")  # an idle server does not switch
         segment = self.sql("SELECT pg_walfile_name(pg_switch_wal())")[0][0]
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -95,7 +96,8 @@ class Archiving:
             if archived and archived >= segment:
                 return segment
             time.sleep(0.1)
-        raise AssertionError("segment %s was not archived" % segment)
+        raise AssertionError("segment %s was not archived: %s" % (segment, [
+            line for line in self.log().splitlines() if "archive" in line or "keel-wal" in line][-6:]))
 
 
 @pytest.fixture(scope="module")
@@ -432,3 +434,41 @@ def test_a_dr_drill_restores_the_cluster_and_measures_rpo_from_the_newest_archiv
     assert source["restore_seconds"] > 0
     backup_age = time.time() - time.mktime(time.strptime(backup["backup_id"][:15], "%Y%m%dT%H%M%S")) + time.timezone
     assert source["age_seconds"] < backup_age - 1, (source, backup_age)  # the WAL reaches past the backup
+
+
+def test_every_tablespace_is_backed_up_verified_and_restored_where_the_mapping_says(archiving, workspace):
+    location = workspace / "ts"
+    location.mkdir(mode=0o700)
+    if archiving.user:
+        os.chown(location, archiving.user.pw_uid, archiving.user.pw_gid)
+    archiving.sql("CREATE TABLESPACE keel_ts LOCATION '%s'" % location)
+    try:
+        archiving.sql("CREATE TABLE far_away (id int) TABLESPACE keel_ts")
+        archiving.sql("INSERT INTO far_away SELECT generate_series(1, 1000)")
+        refused = run_module("pg_physical_backup", archiving.args())
+        assert refused["failed"] and "allow_plaintext_staging" in refused["msg"], refused.get("msg")
+        backup = run_module("pg_physical_backup", archiving.args(allow_plaintext_staging=True))
+        assert "failed" not in backup, backup.get("msg")
+        kinds = sorted(artifact["kind"] for artifact in backup["artifacts"])
+        assert kinds == ["base", "manifest", "tablespace"], backup["artifacts"]
+        archiving.switch_wal()
+        verified = run_module("pg_physical_backup", archiving.args(state="verified"))
+        assert "failed" not in verified and verified["files_verified"]["checked"], verified.get("msg")
+
+        target, moved = workspace / "data", workspace / "ts-restored"
+        busy = run_module("pg_physical_backup", archiving.args(state="restored", data_directory=str(target),
+                                                               archive=False, target="immediate"))
+        assert busy["failed"] and "not empty" in busy["msg"] and "tablespace_mapping" in busy["msg"], busy.get("msg")
+        restored = run_module("pg_physical_backup", archiving.args(
+            state="restored", data_directory=str(target), archive=False, target="immediate",
+            tablespace_mapping={"keel_ts": str(moved)}))
+        assert "failed" not in restored, restored.get("msg")
+        [link] = (target / "pg_tblspc").iterdir()
+        assert os.readlink(link) == str(moved)
+        with started(archiving, str(target)) as port:
+            with contextlib.closing(archiving.connect(port)) as conn, conn.cursor() as cursor:
+                cursor.execute("SELECT count(*) FROM far_away")
+                assert cursor.fetchone()[0] == 1000
+    finally:
+        archiving.sql("DROP TABLE IF EXISTS far_away")
+        archiving.sql("DROP TABLESPACE IF EXISTS keel_ts")

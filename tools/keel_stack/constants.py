@@ -42,6 +42,7 @@ SYSTEM_TOOLS = {
     "/usr/bin/redis-check-rdb": "redis-server",
     "/usr/lib/python3/dist-packages/aiosmtpd": "python3-aiosmtpd",  # the mail server, run by Debian's python3
     "/usr/bin/chromium": "chromium",  # headless, for the DR dashboard's browser test and its screenshot
+    "/usr/bin/python3": "python3",  # runs keel-wal as PostgreSQL's unprivileged user, who cannot reach our venv
 }
 
 

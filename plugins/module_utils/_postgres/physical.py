@@ -130,8 +130,12 @@ def _staged_base(run, argv, env, tablespaces):
     with open(os.path.join(folder, "base.tar"), "rb") as handle:
         sniffer = tarstream.TarSniffer(handle)
         artifact = run.store("base.tar", sniffer, kind="base")
-    with open(os.path.join(folder, "backup_manifest"), "rb") as handle:
-        sniffer.captured["backup_manifest"] = handle.read()[-tarstream.CAPTURE_LIMIT:]
+    manifest = os.path.join(folder, "backup_manifest")  # beside the tars, not in base.tar, in this mode
+    with open(manifest, "rb") as handle:
+        run.store("backup_manifest", handle, kind="manifest")
+    with open(manifest, "rb") as handle:
+        handle.seek(max(0, os.path.getsize(manifest) - tarstream.CAPTURE_LIMIT))
+        sniffer.captured["backup_manifest"] = handle.read()
     for space in tablespaces:
         with open(os.path.join(folder, "%s.tar" % space["oid"]), "rb") as handle:
             run.store("%s.tar" % space["oid"], handle, kind="tablespace", tablespace=space)

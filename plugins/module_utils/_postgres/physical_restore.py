@@ -27,10 +27,11 @@ from ansible_collections.keel.ops.plugins.module_utils._backup import encoding, 
 from ansible_collections.keel.ops.plugins.module_utils._backup.config import VERSION, read_text, s3_options
 from ansible_collections.keel.ops.plugins.module_utils._backup.manifest import isoformat, parse_timestamp, utcnow
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, PostgresError, first_line
-from ansible_collections.keel.ops.plugins.module_utils._postgres import physical, tarstream, wal, wal_install
+from ansible_collections.keel.ops.plugins.module_utils._postgres import physical, tarstream, wal, wal_command, wal_install
 
 
 TARGETS = ("latest", "immediate", "time", "lsn", "name")
+PREFETCH = 8  # segments keel-wal fetches ahead of replay
 READY = "database system is ready to accept connections"
 _REPORT_LINES = (
     ("stopped", re.compile(r"recovery stopping (?:before|after) .*")),
@@ -179,7 +180,8 @@ class Recovery:
         options = {"listen_addresses": "", "port": "5432", "unix_socket_directories": self.workdir,
                    "logging_collector": "off", "log_destination": "stderr", "lc_messages": "C",
                    "restore_command": restore_command, "recovery_target_action": "promote",
-                   "recovery_target_timeline": "latest", "hba_file": os.path.join(self.workdir, "pg_hba.conf"),
+                   "recovery_target_timeline": str(self.timeline or "latest"),
+                   "hba_file": os.path.join(self.workdir, "pg_hba.conf"),
                    "ident_file": os.path.join(self.workdir, "pg_ident.conf"), "hot_standby": "on"}
         if not self.archive_mode:
             options["archive_mode"] = "off"
@@ -230,7 +232,7 @@ class Recovery:
         raise PostgresError("recovery did not finish within recovery_timeout (%ds); its log: %s"
                             % (self.config.recovery_timeout, self.failure(self.log_text())))
 
-    gap = None
+    gap = timeline = None
 
     def gap_hint(self):
         return "; %s" % self.gap if self.gap else ""
@@ -284,7 +286,7 @@ def _fetch_setup(config, workdir, owner, backup_source):
     python = config.python or wal_install.interpreter()
     wal_install.install(directory, python, wal_install.library_paths())
     fetch_config = {"repository": config.repository, "source": backup_source,
-                    "s3": s3_options(config.__dict__)}
+                    "s3": s3_options(config.__dict__), "prefetch": PREFETCH}
     if config.decryption_identity_file:
         key = os.path.join(workdir, "identity.txt")
         wal_install.write_atomically(key, read_text(config.decryption_identity_file, "decryption_identity_file"),
@@ -302,24 +304,53 @@ def _stage(config, backup):
     return os.path.join(parent, ".keel-restore-%s" % backup.id)
 
 
-def _unpack(repo, backup, identities, root, owner):
+def tablespace_locations(backup, mapping):
+    """{oid: where the tablespace is restored}: its recorded location unless `mapping` (by name or old location)
+    moves it. Each must be empty or absent; checked before anything is unpacked."""
+    locations = {}
+    for space in backup.manifest["statistics"].get("tablespaces") or []:
+        target = (mapping or {}).get(space["name"]) or (mapping or {}).get(space["location"]) or space["location"]
+        if not os.path.isabs(target):
+            raise ConfigError("tablespace_mapping: %s must map to an absolute path, got %r" % (space["name"], target))
+        if os.path.exists(target) and os.listdir(target):
+            raise ConfigError("tablespace %s would be restored into %s, which is not empty: empty it, or give "
+                              "tablespace_mapping: {%s: /an/empty/directory}" % (space["name"], target, space["name"]))
+        locations[space["oid"]] = target
+    return locations
+
+
+def _unpack(repo, backup, identities, root, owner, locations):
     """Storage -> decrypt -> decompress -> tar, on two threads joined by a pipe (the pipeline pushes, tarfile
-    pulls); each tablespace into its recorded location, which must be empty."""
+    pulls); each tablespace into its location, and tablespace_map rewritten to name it (PostgreSQL makes the
+    pg_tblspc links from that file when recovery starts)."""
     unpacked = {"files": 0, "bytes": 0}
     for artifact in backup.manifest["artifacts"]:
         if artifact["kind"] == "key":
             continue
+        if artifact["kind"] == "manifest":  # a staged backup keeps backup_manifest beside its tars
+            path = os.path.join(root, "backup_manifest")
+            with open(path, "wb") as handle:
+                encoding.stream_into(repo, backup, artifact, identities, handle)
+            os.chmod(path, 0o600)
+            os.chown(path, owner[0], owner[1])
+            continue
         target = root
         if artifact["kind"] == "tablespace":
-            target = artifact["tablespace"]["location"]
-            if os.path.exists(target) and os.listdir(target):
-                raise ConfigError("tablespace %s's location %s is not empty: empty it or move it aside first"
-                                  % (artifact["tablespace"]["name"], target))
+            target = locations[artifact["tablespace"]["oid"]]
             os.makedirs(target, 0o700, exist_ok=True)
             os.chown(target, owner[0], owner[1])
         files, size = _unpack_artifact(repo, backup, artifact, identities, target, owner)
         unpacked["files"] += files
         unpacked["bytes"] += size
+    if locations:
+        path = os.path.join(root, "tablespace_map")
+        with open(path, "w") as handle:
+            handle.write("".join("%s %s\n" % (oid, location) for oid, location in sorted(locations.items())))
+        os.chown(path, owner[0], owner[1])
+        for oid, location in locations.items():  # for pg_verifybackup; PostgreSQL remakes them from the map
+            link = os.path.join(root, "pg_tblspc", oid)
+            os.symlink(location, link)
+            os.lchown(link, owner[0], owner[1])
     return unpacked
 
 
@@ -357,13 +388,15 @@ def _unpack_artifact(repo, backup, artifact, identities, target, owner):
     return result
 
 
-def _verify_files(config, root, workdir):
-    """pg_verifybackup against the backup_manifest pg_basebackup put in the tar: every file's size and CRC."""
+def _verify_files(config, root, workdir, remapped=False):
+    """pg_verifybackup against the backup_manifest pg_basebackup wrote: every file's size and CRC. A
+    tablespace_map this restore rewrote (tablespaces moved) is the one file left out."""
     try:
         tool = physical._tool(config, "pg_verifybackup")
     except ConfigError:
         return {"checked": False, "reason": "pg_verifybackup is not installed"}
-    process.Child([tool, "--no-parse-wal", "--quiet", root], dict(os.environ), workdir).finish()
+    argv = [tool, "--no-parse-wal", "--quiet"] + (["--ignore=tablespace_map"] if remapped else []) + [root]
+    process.Child(argv, dict(os.environ), workdir).finish()
     return {"checked": True}
 
 
@@ -379,6 +412,7 @@ def restore(config, reporter, verify_only=False):
     continuity = check_wal(archive, backup, target)
     action = "verify" if verify_only else check_data_directory(config)
     owner = owner_of(config)
+    locations = {} if verify_only else tablespace_locations(backup, config.tablespace_mapping)
     plan = {"backup_id": backup.id, "target": dict((k, v) for k, v in target.items() if k in ("type", "value")),
             "data_directory": None if verify_only else config.data_directory, "action": action,
             "owner": owner[2], "wal": continuity}
@@ -389,6 +423,9 @@ def restore(config, reporter, verify_only=False):
     started = time.monotonic()
     workdir = process.workdir()
     os.chown(workdir, owner[0], owner[1])
+    if verify_only:  # a scratch restore never touches the live tablespaces' directories
+        locations = dict((space["oid"], os.path.join(workdir, "tablespace-%s" % space["oid"]))
+                         for space in backup.manifest["statistics"].get("tablespaces") or [])
     stage = os.path.join(workdir, "data") if verify_only else _stage(config, backup)
     timings = {}
     recovery = None
@@ -399,12 +436,16 @@ def restore(config, reporter, verify_only=False):
                 shutil.rmtree(stage)
             os.mkdir(stage, 0o700)
             os.chown(stage, owner[0], owner[1])
-            unpacked = _unpack(repo, backup, identities, stage, owner)
+            unpacked = _unpack(repo, backup, identities, stage, owner, locations)
             timings["unpacked"] = round(time.monotonic() - started, 3)
-            files = _verify_files(config, stage, workdir) if verify_only or config.verify_files else {"checked": False}
+            files = _verify_files(config, stage, workdir, bool(locations)) if verify_only or config.verify_files \
+                else {"checked": False}
             restore_command = _fetch_setup(config, workdir, owner, repo.source)
             recovery = Recovery(config, physical._tool(config, "postgres"), stage, workdir, owner, target,
                                 archive_mode=config.archive and not verify_only)
+            # The newest timeline that descends from this backup, not 'latest': a timeline forked before the
+            # backup (an earlier restore's) would make PostgreSQL refuse to start.
+            recovery.timeline = continuity["timelines"][-1]
             if continuity["missing"]:
                 recovery.gap = "WAL segment %s is missing from the archive (gap after %s)" % (
                     continuity["missing"][0], continuity["unbroken_until"])
@@ -414,6 +455,7 @@ def restore(config, reporter, verify_only=False):
             checks = amcheck(config, workdir) if verify_only else None
             recovery.stop()
             replay = recovery.report()
+            shutil.rmtree(os.path.join(stage, "pg_wal", wal_command.PREFETCH), ignore_errors=True)
         result = dict(backup_id=backup.id, target=plan["target"], replay=replay, unpacked=unpacked,
                       files_verified=files, wal=continuity, timings=timings, owner=owner[2])
         if verify_only:

@@ -101,12 +101,14 @@ def parse_history(text, timeline):
     return entries
 
 
-def timeline_path(start_timeline, histories):
+def timeline_path(start_timeline, histories, start_lsn=0):
     """The timelines replay follows from a backup's timeline to the newest one descending from it:
-    [(timeline, first segment position on it or None)], with the switch LSN where each began. `histories` maps a
-    timeline to its parsed history."""
+    [(timeline, the switch LSN where it began, or None)]. `histories` maps a timeline to its parsed history. A
+    timeline that forked from the backup's before the backup started is no descendant of the backup (the old
+    server went on after the fork and took the backup later): replay cannot follow it."""
     descendants = [tli for tli, history in histories.items()
-                   if tli > start_timeline and any(parent == start_timeline for parent, _switch in history)]
+                   if tli > start_timeline and any(parent == start_timeline and switch >= start_lsn
+                                                   for parent, switch in history)]
     if not descendants:
         return [(start_timeline, None)]
     newest = max(descendants)
@@ -119,11 +121,11 @@ def timeline_path(start_timeline, histories):
     return path
 
 
-def check_continuity(start_timeline, start_segno, present, histories, segment_size):
+def check_continuity(start_timeline, start_segno, present, histories, segment_size, start_lsn=None):
     """Which segments replay needs from a backup's first segment to the newest one archived, along the timelines
     that descend from it; `present` is a set of (timeline, segno). Returns found, missing (names), the timeline
     switches and the last segment of the unbroken run."""
-    path = timeline_path(start_timeline, histories)
+    path = timeline_path(start_timeline, histories, start_segno * segment_size if start_lsn is None else start_lsn)
     switch_segnos = [(tli, segment_of(switch, segment_size) if switch is not None else start_segno)
                      for tli, switch in path]
     on_path = [segno for tli, segno in present if any(tli == step for step, _first in path)]

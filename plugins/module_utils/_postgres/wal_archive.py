@@ -21,7 +21,7 @@ import os
 import re
 import struct
 
-from ansible_collections.keel.ops.plugins.module_utils._backup import compression, encryption, pipeline
+from ansible_collections.keel.ops.plugins.module_utils._backup import compression, pipeline
 from ansible_collections.keel.ops.plugins.module_utils._backup.storage.base import NotFound
 from ansible_collections.keel.ops.plugins.module_utils._errors import IntegrityError, KeelError
 from ansible_collections.keel.ops.plugins.module_utils._postgres import wal
@@ -34,6 +34,12 @@ _STORED = re.compile(r"^(?P<name>[0-9A-F]{8}(?:[0-9A-F]{16}(?:\.partial|\.[0-9A-
 # XLogLongPageHeaderData: magic, info, timeline, page address, remaining length, (pad), system id, segment size
 _LONG_HEADER = struct.Struct("<HHIQI4xQI")
 _XLP_LONG_HEADER = 0x0002
+
+
+def _encryption():
+    """pyrage, imported only by a push or fetch that encrypts: keel-wal starts once per segment."""
+    from ansible_collections.keel.ops.plugins.module_utils._backup import encryption
+    return encryption
 
 
 class ArchiveMismatch(KeelError):
@@ -84,7 +90,9 @@ class WalArchive:
     """The archive of one source. `recipients` are pyrage recipients (encryption on when given); `identities`
     open it for fetches."""
 
-    def __init__(self, storage, source, algorithm="zstd", level=1, recipients=(), identities=(), threads=-1):
+    # One thread per segment: a 16 MB segment compresses in milliseconds, and worker threads cost more to start
+    # than they save; async pushes run segments side by side instead.
+    def __init__(self, storage, source, algorithm="zstd", level=1, recipients=(), identities=(), threads=0):
         self.storage, self.source = storage, source
         self.prefix = "%s/%s" % (KIND, source)
         self.algorithm, self.level, self.threads = algorithm, level, threads
@@ -161,7 +169,7 @@ class WalArchive:
             stored = compression.compressing_reader(raw, algorithm, self.level, threads=self.threads)
             sink = pipeline.HashingWriter(writer)  # pyrage wants write() to return the count
             if encrypt:
-                encryption.encrypt(stored, sink, self.recipients)
+                _encryption().encrypt(stored, sink, self.recipients)
             else:
                 pipeline.copy(stored, sink)
             writer.commit()
@@ -186,7 +194,7 @@ class WalArchive:
                     if item.encrypted:
                         if not self.identities:
                             raise IntegrityError("%s is encrypted and no decryption key was given" % name)
-                        encryption.decrypt(reader, sink, self.identities)
+                        _encryption().decrypt(reader, sink, self.identities)
                     else:
                         pipeline.copy(reader, sink)
                 sink.close()
@@ -237,7 +245,7 @@ class WalArchive:
         files = files or self.files()
         present = set(wal.parse_segment(item.name, segment_size) for item in files["segment"])
         return wal.check_continuity(timeline, wal.segment_of(start_lsn, segment_size), present,
-                                    self.histories(files), segment_size)
+                                    self.histories(files), segment_size, start_lsn)
 
     def expire(self, keep_from_segno, segment_size, dry_run=False):
         """Delete the segments (and .partial and .backup files) before segment number `keep_from_segno`, which

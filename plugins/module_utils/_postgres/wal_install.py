@@ -151,7 +151,20 @@ def install(directory, python, extra_paths, check_mode=False):
             changed.append(path)
             if not check_mode:
                 write_atomically(path, content, 0o755 if path.endswith("keel-wal") else 0o644)
+    if changed and not check_mode:
+        compile_library(python, os.path.join(directory, "lib"))
     return changed
+
+
+def compile_library(python, lib):
+    """Byte-compile the library with the interpreter that runs it: the server's user cannot write __pycache__
+    here, and would otherwise compile every file again on each WAL segment."""
+    import subprocess
+
+    result = subprocess.run([python, "-m", "compileall", "-q", lib], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise ConfigError("python %s cannot compile keel-wal (%s): give python, an interpreter of version 3.8 or "
+                          "newer" % (python, (result.stderr or result.stdout).strip()[-300:]))
 
 
 def write_config(path, config, owner, check_mode=False):

@@ -10,8 +10,6 @@ import fcntl
 import json
 import os
 import pwd
-import secrets
-import shutil
 import stat
 import time
 
@@ -181,6 +179,7 @@ class LocalStorage(Storage):
         path = self.path_of(prefix)
         with _os_errors("delete", path):
             try:
+                import shutil  # here: keel-wal loads this file once per WAL segment and never deletes
                 shutil.rmtree(path)
             except (FileNotFoundError, NotADirectoryError):
                 return
@@ -248,7 +247,7 @@ class _LocalWriter(Writer):
         self._path = path
         self._prune = prune
         directory, name = os.path.split(path)
-        self._partial = os.path.join(directory, "." + name + PARTIAL_MARK + secrets.token_hex(6))
+        self._partial = os.path.join(directory, "." + name + PARTIAL_MARK + os.urandom(6).hex())
         with _os_errors("write", path):
             _make_private_dirs(directory)
             try:

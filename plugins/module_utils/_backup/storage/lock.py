@@ -5,11 +5,8 @@
 that is told, and whether a holder is provably gone. LockInfo is what a held lock hands to its with-block.
 The locks themselves are the backends': flock in local.py, conditional writes in s3_lock.py."""
 
-import calendar
 import json
 import os
-import secrets
-import socket
 import time
 
 from ansible_collections.keel.ops.plugins.module_utils._backup.storage.base import LockTimeout, StorageError
@@ -25,6 +22,7 @@ def iso(timestamp):
 
 def from_iso(text):
     try:
+        import calendar  # the imports of this file are kept light: keel-wal loads it once per WAL segment
         return calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ"))
     except (TypeError, ValueError):
         return None
@@ -44,6 +42,7 @@ def _machine():
         pidns = os.readlink("/proc/self/ns/pid")
     except OSError:
         pidns = None
+    import socket
     return {"host": socket.gethostname(), "pidns": pidns, "boot": _read_first_line("/proc/sys/kernel/random/boot_id")}
 
 
@@ -54,7 +53,7 @@ def holder_record(owner, ttl=None):
     if owner:
         record["owner"] = owner
     if ttl is not None:
-        record.update(expires=iso(now + ttl), token=secrets.token_hex(8))
+        record.update(expires=iso(now + ttl), token=os.urandom(8).hex())
     return record
 
 

@@ -78,3 +78,13 @@ def test_a_sibling_timeline_that_does_not_descend_from_the_backup_is_not_followe
     histories = {3: [(1, wal.parse_lsn("0/9000000"))]}  # 3 forked from 1, not from the backup's 2
     assert wal.timeline_path(2, histories) == [(2, None)]
     assert wal.check_continuity(2, 4, present, histories, SEG)["missing"] == []
+
+
+def test_a_timeline_that_forked_before_the_backup_started_is_not_followed():
+    # An earlier restore forked timeline 2 at 0/5000000; the old server went on on timeline 1 and took this backup
+    # later, at 0/7000028: its WAL stays on timeline 1.
+    histories = {2: [(1, wal.parse_lsn("0/5000000"))]}
+    present = _present("000000010000000000000007", "000000010000000000000008", "000000020000000000000005")
+    result = wal.check_continuity(1, 7, present, histories, SEG, start_lsn=wal.parse_lsn("0/7000028"))
+    assert result["timelines"] == [1] and result["missing"] == []
+    assert wal.timeline_path(1, histories, wal.parse_lsn("0/4000028")) == [(1, None), (2, wal.parse_lsn("0/5000000"))]

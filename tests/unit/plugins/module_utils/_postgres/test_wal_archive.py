@@ -2,6 +2,7 @@ import io
 import json
 import os
 import struct
+import time
 
 import pytest
 from pyrage import x25519
@@ -105,17 +106,67 @@ def test_the_command_pushes_and_fetches_with_postgresql_exit_codes(tmp_path):
     assert wal_command.main(["push", "--config"], errors) == 126
 
 
-def test_async_push_archives_ready_segments_ahead_and_acknowledges_them_from_the_spool(tmp_path):
+LAUNCHER = """import sys
+sys.path.insert(0, %r)
+from ansible_collections.keel.ops.plugins.module_utils._postgres.wal_command import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _wait(condition, seconds=30):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_an_async_push_starts_a_worker_that_archives_the_ready_segments_ahead(tmp_path):
     pg_wal = tmp_path / "pg_wal"
     (pg_wal / "archive_status").mkdir(parents=True)
     names = ["0000000100000000000000%02X" % n for n in range(3, 7)]
     for name in names:
         segment(pg_wal / name)
         (pg_wal / "archive_status" / (name + ".ready")).write_text("")
-    config = wal_command.load_config(_config(tmp_path, **{"async": True, "batch": 3}))
-    assert wal_command.push(config, str(pg_wal / names[0]), names[0]) == "stored"
-    archive = wal_command.open_archive(config)
-    assert [bool(archive.stored(name)) for name in names] == [True, True, True, False]
-    assert sorted(os.listdir(pg_wal / "keel-spool")) == [names[1] + ".ok", names[2] + ".ok"]
-    assert wal_command.push(config, str(pg_wal / names[1]), names[1]) == "archived ahead"
-    assert sorted(os.listdir(pg_wal / "keel-spool")) == [names[2] + ".ok"]
+    config_path = _config(tmp_path, **{"async": True, "batch": 3, "workers": 2})
+    launcher = tmp_path / "keel-wal"
+    launcher.write_text(LAUNCHER % wal_command.__file__.split("/ansible_collections/")[0])
+    spool = pg_wal / "keel-spool"
+    archive = wal_command.open_archive(wal_command.load_config(config_path))
+
+    assert wal_command.main(["push", "--config", config_path, str(pg_wal / names[0]), names[0]],
+                            launcher=str(launcher)) == 0
+    assert archive.stored(names[0])
+    os.rename(pg_wal / "archive_status" / (names[0] + ".ready"), pg_wal / "archive_status" / (names[0] + ".done"))
+    assert _wait(lambda: all((spool / (name + ".ok")).exists() for name in names[1:])), os.listdir(spool)
+    assert all(archive.stored(name) for name in names)  # a mark only once the segment is in the archive
+    for name in names[1:]:  # PostgreSQL's own calls: acknowledged from the marks
+        assert wal_command.main(["push", "--config", config_path, str(pg_wal / name), name]) == 0
+        assert not (spool / (name + ".ok")).exists()
+    assert _wait(lambda: not wal_command.worker_running(str(spool)), 15), "the worker exits once idle"
+
+
+def test_a_fetch_starts_a_worker_that_fetches_the_next_segments_ahead_and_proves_them(tmp_path):
+    names = ["0000000100000000000000%02X" % n for n in range(3, 9)]
+    config_path = _config(tmp_path, prefetch=3)
+    archive = wal_command.open_archive(wal_command.load_config(config_path))
+    for name in names:
+        archive.push(segment(tmp_path / name, fill=name[-1].encode()), name)
+    launcher = tmp_path / "keel-wal"
+    launcher.write_text(LAUNCHER % wal_command.__file__.split("/ansible_collections/")[0])
+    pg_wal = tmp_path / "restored" / "pg_wal"
+    pg_wal.mkdir(parents=True)
+    ahead = pg_wal / wal_command.PREFETCH
+
+    def fetch(name):
+        return wal_command.main(["fetch", "--config", config_path, name, str(pg_wal / "RECOVERYXLOG")],
+                                launcher=str(launcher))
+
+    assert fetch(names[0]) == 0
+    assert _wait(lambda: sorted(p.name for p in ahead.glob("0*")) == names[1:4]), os.listdir(ahead)
+    for name in names[1:]:  # replay takes them one by one; the worker keeps three ahead until the archive ends
+        assert fetch(name) == 0
+        assert (pg_wal / "RECOVERYXLOG").read_bytes() == (tmp_path / name).read_bytes()
+    assert fetch("0000000100000000000000%02X" % 9) == 1
+    assert _wait(lambda: not wal_command.worker_running(str(ahead)), 20)
