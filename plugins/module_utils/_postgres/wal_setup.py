@@ -15,10 +15,9 @@ import subprocess
 import time
 
 from ansible_collections.keel.ops.plugins.module_utils._backup import encryption
-from ansible_collections.keel.ops.plugins.module_utils._backup.config import BackupConfig, s3_options
+from ansible_collections.keel.ops.plugins.module_utils._backup.config import s3_options
 from ansible_collections.keel.ops.plugins.module_utils._backup.storage.url import open_storage
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, PostgresError
-from ansible_collections.keel.ops.plugins.module_utils._postgres import conninfo as pg_conninfo
 from ansible_collections.keel.ops.plugins.module_utils._postgres import physical, wal_install
 from ansible_collections.keel.ops.plugins.module_utils._postgres.wal_archive import WalArchive
 
@@ -26,19 +25,15 @@ from ansible_collections.keel.ops.plugins.module_utils._postgres.wal_archive imp
 SETTINGS = ("archive_mode", "archive_command", "archive_library", "wal_level")
 
 
-class WalArchiveConfig(BackupConfig):
+class WalArchiveConfig(physical.PhysicalConfig):
+    """The options of pg_wal_archive: those of the physical backups it archives for, and the async worker's."""
+
     @classmethod
     def from_params(cls, params):
         config = super(WalArchiveConfig, cls).from_params(params)
-        config.connection = pg_conninfo.Connection.from_params(params)
-        if config.passphrase:
-            raise ConfigError("WAL archiving encrypts to encryption_recipients only, not to a passphrase")
         if (config.batch or 1) < 1 or (config.workers or 1) < 1:
             raise ConfigError("batch and workers must be at least 1")
         return config
-
-    def source_name(self):
-        return physical.PhysicalConfig.source_name(self)
 
 
 def current_settings(conn):
