@@ -428,7 +428,7 @@ def machine(site):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--size-gb", type=float, default=1.5)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--segments", type=int, default=200)

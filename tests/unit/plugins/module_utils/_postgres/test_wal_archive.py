@@ -131,7 +131,7 @@ def test_an_async_push_starts_a_worker_that_archives_the_ready_segments_ahead(tm
         (pg_wal / "archive_status" / (name + ".ready")).write_text("")
     config_path = _config(tmp_path, **{"async": True, "batch": 3, "workers": 2})
     launcher = tmp_path / "keel-wal"
-    launcher.write_text(LAUNCHER % wal_command.__file__.split("/ansible_collections/")[0])
+    launcher.write_text(LAUNCHER % wal_command.__file__.split("/ansible_collections/", maxsplit=1)[0])
     spool = pg_wal / "keel-spool"
     archive = wal_command.open_archive(wal_command.load_config(config_path))
 
@@ -154,7 +154,7 @@ def test_a_fetch_starts_a_worker_that_fetches_the_next_segments_ahead_and_proves
     for name in names:
         archive.push(segment(tmp_path / name, fill=name[-1].encode()), name)
     launcher = tmp_path / "keel-wal"
-    launcher.write_text(LAUNCHER % wal_command.__file__.split("/ansible_collections/")[0])
+    launcher.write_text(LAUNCHER % wal_command.__file__.split("/ansible_collections/", maxsplit=1)[0])
     pg_wal = tmp_path / "restored" / "pg_wal"
     pg_wal.mkdir(parents=True)
     ahead = pg_wal / wal_command.PREFETCH
