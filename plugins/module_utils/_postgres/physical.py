@@ -25,6 +25,7 @@ from ansible_collections.keel.ops.plugins.module_utils import _process as proces
 from ansible_collections.keel.ops.plugins.module_utils._backup import lifecycle
 from ansible_collections.keel.ops.plugins.module_utils._backup.config import BackupConfig
 from ansible_collections.keel.ops.plugins.module_utils._backup.manifest import isoformat, parse_timestamp
+from ansible_collections.keel.ops.plugins.module_utils._backup.retention import policy_of, retention_configured
 from ansible_collections.keel.ops.plugins.module_utils._backup.storage.base import StorageError
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, PostgresError
 from ansible_collections.keel.ops.plugins.module_utils._postgres import conninfo as pg_conninfo
@@ -68,7 +69,8 @@ def wal_archive(config, storage, identities=()):
                       level=config.compression_level, recipients=recipients, identities=identities)
 
 
-def _tool(config, name):
+def tool(config, name):
+    """A server binary (pg_basebackup, postgres, pg_verifybackup) from bin_dir, or else from PATH."""
     path = os.path.join(config.bin_dir, name) if config.bin_dir else None
     if path and os.access(path, os.X_OK):
         return path
@@ -201,7 +203,7 @@ def _take(run, tools, facts, conn_env):
 
 def backup(config, reporter):
     """state=present: a base backup, kept once the WAL it needs is archived; then retention of backups and WAL."""
-    tool = _tool(config, "pg_basebackup")
+    basebackup = tool(config, "pg_basebackup")
     conn = config.connection.connect()
     try:
         facts = server_facts(conn)
@@ -218,7 +220,7 @@ def backup(config, reporter):
     run = lifecycle.BackupRun(config, reporter, repo, TOOL)
 
     def take(run):
-        return _take(run, tool, facts, config.connection.child_env(run.workdir))
+        return _take(run, basebackup, facts, config.connection.child_env(run.workdir))
 
     manifest = lifecycle.run_backup(run, take)
     result = run.result(manifest, plan)
@@ -231,8 +233,6 @@ def backup(config, reporter):
 def expire_wal(config, repo, reporter, dry_run=False):
     """Delete the WAL no kept base backup needs: everything before the oldest kept backup's first segment. Without
     a retention policy, or without any backup, nothing is deleted."""
-    from ansible_collections.keel.ops.plugins.module_utils._backup.retention import policy_of, retention_configured
-
     if not retention_configured(policy_of(config)):
         return {"expired": [], "kept_from": None}
     backups = repo.list()

@@ -26,6 +26,7 @@ from ansible_collections.keel.ops.plugins.module_utils import _process as proces
 from ansible_collections.keel.ops.plugins.module_utils._backup import encoding, lifecycle, pipeline
 from ansible_collections.keel.ops.plugins.module_utils._backup.config import VERSION, read_text, s3_options
 from ansible_collections.keel.ops.plugins.module_utils._backup.manifest import isoformat, parse_timestamp, utcnow
+from ansible_collections.keel.ops.plugins.module_utils._backup.repository import BackupNotFound
 from ansible_collections.keel.ops.plugins.module_utils._errors import ConfigError, PostgresError, first_line
 from ansible_collections.keel.ops.plugins.module_utils._postgres import physical, tarstream, wal, wal_command, wal_install
 
@@ -71,28 +72,23 @@ def choose_backup(backups, target, backup_id=None):
     if backup_id and backup_id != "latest":
         chosen = [backup for backup in backups if backup.id == backup_id]
         if not chosen:
-            raise physical_not_found("no base backup %s" % backup_id)
+            raise BackupNotFound("no base backup %s" % backup_id)
         return chosen[0]
     if not backups:
-        raise physical_not_found("there is no base backup to restore from")
+        raise BackupNotFound("there is no base backup to restore from")
     if target["type"] == "time":
         usable = [b for b in backups if parse_timestamp(b.manifest["finished"], "finished") <= target["moment"]]
         if not usable:
-            raise physical_not_found("no base backup was complete by %s: the earliest point a restore can reach is "
-                                     "%s" % (target["value"], backups[-1].manifest["finished"]))
+            raise BackupNotFound("no base backup was complete by %s: the earliest point a restore can reach is "
+                                 "%s" % (target["value"], backups[-1].manifest["finished"]))
         return usable[0]
     if target["type"] == "lsn":
         usable = [b for b in backups if wal.parse_lsn(b.manifest["statistics"]["end_lsn"]) <= target["position"]]
         if not usable:
-            raise physical_not_found("no base backup ends at or before LSN %s: the earliest is %s"
-                                     % (wal.format_lsn(target["position"]), backups[-1].manifest["statistics"]["end_lsn"]))
+            raise BackupNotFound("no base backup ends at or before LSN %s: the earliest is %s"
+                                 % (wal.format_lsn(target["position"]), backups[-1].manifest["statistics"]["end_lsn"]))
         return usable[0]
     return backups[0]
-
-
-def physical_not_found(text):
-    from ansible_collections.keel.ops.plugins.module_utils._backup.repository import BackupNotFound
-    return BackupNotFound(text)
 
 
 def check_wal(archive, backup, target):
@@ -392,7 +388,7 @@ def _verify_files(config, root, workdir, remapped=False):
     """pg_verifybackup against the backup_manifest pg_basebackup wrote: every file's size and CRC. A
     tablespace_map this restore rewrote (tablespaces moved) is the one file left out."""
     try:
-        tool = physical._tool(config, "pg_verifybackup")
+        tool = physical.tool(config, "pg_verifybackup")
     except ConfigError:
         return {"checked": False, "reason": "pg_verifybackup is not installed"}
     argv = [tool, "--no-parse-wal", "--quiet"] + (["--ignore=tablespace_map"] if remapped else []) + [root]
@@ -441,7 +437,7 @@ def restore(config, reporter, verify_only=False):
             files = _verify_files(config, stage, workdir, bool(locations)) if verify_only or config.verify_files \
                 else {"checked": False}
             restore_command = _fetch_setup(config, workdir, owner, repo.source)
-            recovery = Recovery(config, physical._tool(config, "postgres"), stage, workdir, owner, target,
+            recovery = Recovery(config, physical.tool(config, "postgres"), stage, workdir, owner, target,
                                 archive_mode=config.archive and not verify_only)
             # The newest timeline that descends from this backup, not 'latest': a timeline forked before the
             # backup (an earlier restore's) would make PostgreSQL refuse to start.
